@@ -1,0 +1,92 @@
+"""Build helpers for setup.py: compile the engine with Cython, or don't.
+
+Environment switches, read at build time (`pip install .`, `pip wheel .`):
+
+- MICROGPT_NO_EXTENSIONS=1       install the pure-Python package only.
+- MICROGPT_REQUIRE_EXTENSIONS=1  a failed compile is an error (CI uses this);
+                                 otherwise it warns and installs pure Python.
+
+The extension `microgpt._engine` is compiled from the unchanged source
+`src/microgpt/engine.py` (Cython's pure-Python mode), so the readable module
+stays importable beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from setuptools import Extension
+from setuptools.command.build_ext import build_ext
+
+# (extension module, source): the compiled twin of each pure module.
+COMPILED_MODULES = [("microgpt._engine", "src/microgpt/engine.py")]
+
+# Exactness: never let the C compiler fuse a*b+c into one rounding (FMA) or
+# reorder float math; CPython itself is built without such contraction.
+EXTRA_COMPILE_ARGS = ["-O2", "-ffp-contract=off", "-fno-fast-math"]
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
+def want_extensions() -> bool:
+    return not _flag("MICROGPT_NO_EXTENSIONS")
+
+
+def require_extensions() -> bool:
+    return _flag("MICROGPT_REQUIRE_EXTENSIONS")
+
+
+def extensions() -> list[Extension]:
+    """The Cython extensions, or none (pure install, or Cython missing)."""
+    if not want_extensions():
+        print("microgpt: MICROGPT_NO_EXTENSIONS is set: pure-Python install", file=sys.stderr)
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if require_extensions():
+            raise RuntimeError("MICROGPT_REQUIRE_EXTENSIONS is set but Cython is not installed")
+        print("microgpt: Cython not found: installing the pure-Python engine", file=sys.stderr)
+        return []
+    is_msvc = sys.platform == "win32"
+    exts = [
+        Extension(name, [source], extra_compile_args=[] if is_msvc else EXTRA_COMPILE_ARGS)
+        for name, source in COMPILED_MODULES
+    ]
+    return list(
+        cythonize(
+            exts,
+            build_dir="build/cython",
+            compiler_directives={"language_level": "3"},
+            quiet=True,
+        )
+    )
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that falls back to pure Python unless the extension is required."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, missing headers, ...
+            self._fail(exc)
+
+    def build_extension(self, ext: Any) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        if require_extensions():
+            raise
+        print(
+            f"microgpt: WARNING: could not compile the engine ({exc}); "
+            "installing the pure-Python engine (slower, same results)",
+            file=sys.stderr,
+        )

@@ -1,0 +1,312 @@
+"""Scalar autograd: the `Value` node and its backward pass.
+
+Each op computes its forward value and the local derivative with respect to
+each child, side by side; `backward()` applies the chain rule over the graph.
+
+This is one plain Python module that runs as it is (the readable engine) and
+that `pip install .` also compiles with Cython's pure-Python mode (the fast
+engine). The `cython.*` decorators and annotations below are only hints to
+that compiler; interpreted, they do nothing.
+
+Exactness: every float operation here happens in the same order as in the
+original microgpt, so both engines give it the same float64 results bit for
+bit. In particular `a - b` is `a + (-b)`, `a / b` is `a * b**-1`, and the
+topological order of `backward()` is the original recursive one.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+try:
+    import cython
+except ModuleNotFoundError:  # interpreted without Cython installed
+    from microgpt import _cython_shim as cython  # type: ignore[no-redef]
+
+# True in the compiled extension, False when this file runs interpreted.
+COMPILED: bool = cython.compiled
+
+# Which op made a node: for display only (see `microgpt.inspect`).
+LEAF = ""
+
+# Each backward() pass marks the nodes it visits with a fresh epoch number,
+# so no per-pass `visited` set is needed.
+_epoch = cython.declare(cython.longlong, 0)
+
+# Deep graphs are freed iteratively (see Value.__dealloc__): these hold the
+# nodes waiting to be freed and how deeply nested the current free is.
+_free_depth = cython.declare(cython.int, 0)
+_pending_free: list[Value | None] = []
+_MAX_FREE_DEPTH = cython.declare(cython.int, 200)
+
+
+@cython.final
+@cython.no_gc  # the graph has no cycles: reference counting frees it
+@cython.cclass
+class Value:
+    """A scalar in a computation graph, with its gradient.
+
+    `Value(data)` makes a leaf. `Value(data, children, local_grads)` makes a
+    node by hand (at most two children): that is how a new op is written.
+    """
+
+    if cython.compiled:
+        # C fields of the compiled type; interpreted, `__slots__` is used.
+        data = cython.declare(cython.double, visibility="public")
+        grad = cython.declare(cython.double, visibility="public")
+        _a = cython.declare(Value, visibility="readonly")
+        _b = cython.declare(Value, visibility="readonly")
+        _da = cython.declare(cython.double, visibility="readonly")
+        _db = cython.declare(cython.double, visibility="readonly")
+        _op = cython.declare(str, visibility="readonly")
+        _mark = cython.declare(cython.longlong)
+        _next = cython.declare(cython.int)
+    else:
+        __slots__ = ("data", "grad", "_a", "_b", "_da", "_db", "_op", "_mark", "_next")
+
+    def __init__(
+        self,
+        data: float,
+        children: tuple[Value, ...] = (),
+        local_grads: tuple[float, ...] = (),
+        op: str = LEAF,
+    ) -> None:
+        if len(children) != len(local_grads) or len(children) > 2:
+            raise ValueError("a Value takes at most two children, each with one local gradient")
+        self.data = float(data)
+        self.grad = 0.0
+        self._a = children[0] if len(children) > 0 else None
+        self._da = float(local_grads[0]) if len(local_grads) > 0 else 0.0
+        self._b = children[1] if len(children) > 1 else None
+        self._db = float(local_grads[1]) if len(local_grads) > 1 else 0.0
+        self._op = op
+        self._mark = 0
+        self._next = 0
+
+    # --- the ops: forward value, then local gradient(s) ---------------------
+
+    def __add__(self, other: Value | float) -> Value:
+        if isinstance(other, Value):
+            return _node2(self.data + other.data, self, 1.0, other, 1.0, "+")
+        if isinstance(other, (int, float)):
+            # a number is a constant: it needs no node of its own
+            c: cython.double = other
+            return _node1(self.data + c, self, 1.0, "+")
+        return NotImplemented
+
+    def __mul__(self, other: Value | float) -> Value:
+        if isinstance(other, Value):
+            return _node2(self.data * other.data, self, other.data, other, self.data, "*")
+        if isinstance(other, (int, float)):
+            k: cython.double = other
+            return _node1(self.data * k, self, k, "*")
+        return NotImplemented
+
+    def __pow__(self, other: float) -> Value:
+        if not isinstance(other, (int, float)):
+            return NotImplemented
+        return _node1(_power(self.data, other), self, other * _power(self.data, other - 1), "**")
+
+    def log(self) -> Value:
+        x: cython.double = self.data
+        return _node1(math.log(x), self, 1.0 / x, "log")
+
+    def exp(self) -> Value:
+        e: cython.double = math.exp(self.data)
+        return _node1(e, self, e, "exp")
+
+    def relu(self) -> Value:
+        x: cython.double = self.data
+        return _node1(x if x > 0.0 else 0.0, self, 1.0 if x > 0.0 else 0.0, "relu")
+
+    def tanh(self) -> Value:
+        t: cython.double = math.tanh(self.data)
+        return _node1(t, self, 1.0 - t * t, "tanh")
+
+    def sigmoid(self) -> Value:
+        x: cython.double = self.data
+        s: cython.double
+        if x >= 0.0:
+            s = 1.0 / (1.0 + math.exp(-x))
+        else:  # the same value, without overflowing exp() for very negative x
+            e: cython.double = math.exp(x)
+            s = e / (1.0 + e)
+        return _node1(s, self, s * (1.0 - s), "sigmoid")
+
+    def gelu(self) -> Value:
+        # tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        x: cython.double = self.data
+        t: cython.double = math.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+        dt: cython.double = (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
+        return _node1(0.5 * x * (1.0 + t), self, 0.5 * (1.0 + t) + 0.5 * x * dt, "gelu")
+
+    # --- ops written in terms of the ones above, as the original does ------
+
+    def __neg__(self) -> Value:
+        return self * -1
+
+    def __radd__(self, other: float) -> Value:
+        return self + other
+
+    def __sub__(self, other: Value | float) -> Value:
+        return self + (-other)
+
+    def __rsub__(self, other: float) -> Value:
+        return other + (-self)
+
+    def __rmul__(self, other: float) -> Value:
+        return self * other
+
+    def __truediv__(self, other: Value | float) -> Value:
+        return self * other**-1
+
+    def __rtruediv__(self, other: float) -> Value:
+        return other * self**-1
+
+    # --- the graph ----------------------------------------------------------
+
+    @property
+    def children(self) -> tuple[Value, ...]:
+        """The nodes this one was computed from, in order."""
+        if self._a is None:
+            return ()
+        if self._b is None:
+            return (self._a,)
+        return (self._a, self._b)
+
+    @property
+    def local_grads(self) -> tuple[float, ...]:
+        """d(self)/d(child) for each child, in order."""
+        if self._a is None:
+            return ()
+        if self._b is None:
+            return (self._da,)
+        return (self._da, self._db)
+
+    @property
+    def op(self) -> str:
+        """The op that made this node ('' for a leaf)."""
+        return self._op
+
+    def topological_order(self) -> list[Value]:
+        """Every node this one depends on, children before parents.
+
+        The order is that of the recursive depth-first search
+        `visit(v): for c in v.children: visit(c); emit(v)` (each node once),
+        kept on an explicit stack so that no graph is too deep for it.
+        """
+        global _epoch
+        _epoch += 1
+        epoch: cython.longlong = _epoch
+        order: list[Value] = []
+        stack: list[Value] = [self]
+        self._mark = epoch
+        self._next = 0
+        node: Value
+        child: Value | None
+        while stack:
+            node = stack[-1]
+            # _next: which child to look at next (0: first, 1: second, 2: done)
+            if node._next == 0:
+                node._next = 1
+                child = node._a
+            elif node._next == 1:
+                node._next = 2
+                child = node._b
+            else:
+                stack.pop()
+                order.append(node)
+                continue
+            if child is not None and child._mark != epoch:
+                child._mark = epoch
+                child._next = 0
+                stack.append(child)
+        return order
+
+    def backward(self) -> None:
+        """Fill in `grad` of every node this one depends on (d self / d node)."""
+        order = self.topological_order()
+        self.grad = 1.0
+        node: Value
+        i: cython.Py_ssize_t
+        for i in range(len(order) - 1, -1, -1):
+            node = order[i]
+            if node._a is not None:
+                node._a.grad += node._da * node.grad
+                if node._b is not None:
+                    node._b.grad += node._db * node.grad
+
+    def __repr__(self) -> str:
+        return f"Value(data={self.data!r}, grad={self.grad!r})"
+
+    def __dealloc__(self) -> None:
+        # Compiled only. Freeing a node frees its children recursively in C,
+        # so a very deep graph would overflow the C stack. Past a modest depth,
+        # children are parked in a list and freed by the outermost call, one
+        # level at a time. (Interpreted, CPython's own "trashcan" does this.)
+        global _free_depth
+        a: Value | None = self._a
+        b: Value | None = self._b
+        self._a = None
+        self._b = None
+        if _free_depth >= _MAX_FREE_DEPTH:
+            _pending_free.append(a)
+            _pending_free.append(b)
+            return
+        _free_depth += 1
+        a = None  # frees the child here if this was its last reference
+        b = None
+        _free_depth -= 1
+        if _free_depth == 0:
+            while _pending_free:
+                _free_depth += 1
+                _pending_free.pop()
+                _free_depth -= 1
+
+
+_GELU_C = cython.declare(cython.double, math.sqrt(2.0 / math.pi))
+
+
+@cython.cfunc
+@cython.inline
+def _node1(data: cython.double, a: Value, da: cython.double, op: str) -> Value:
+    """A new node with one child (a number operand needs no node of its own)."""
+    out: Value = Value.__new__(Value)
+    out.data = data
+    out.grad = 0.0
+    out._a = a
+    out._da = da
+    out._b = None
+    out._db = 0.0
+    out._op = op
+    out._mark = 0
+    out._next = 0
+    return out
+
+
+@cython.cfunc
+@cython.inline
+def _node2(
+    data: cython.double, a: Value, da: cython.double, b: Value, db: cython.double, op: str
+) -> Value:
+    """A new node with two children (the same node may be both, as in x*x)."""
+    out: Value = Value.__new__(Value)
+    out.data = data
+    out.grad = 0.0
+    out._a = a
+    out._da = da
+    out._b = b
+    out._db = db
+    out._op = op
+    out._mark = 0
+    out._next = 0
+    return out
+
+
+def _power(base: float, exponent: float) -> float:
+    """`base ** exponent` as Python computes it for floats, errors included."""
+    result = operator.pow(base, exponent)
+    if isinstance(result, complex):
+        raise ValueError(f"cannot raise the negative number {base!r} to the fractional power {exponent!r}")
+    return float(result)

@@ -1,0 +1,240 @@
+"""The GPT: a function from a token and its position to logits over the next
+token, built from scalar `Value`s.
+
+It follows GPT-2 with the original microgpt's simplifications: RMSNorm
+instead of LayerNorm, no biases, ReLU instead of GeLU. LayerNorm, GeLU and
+dropout are available as options; the defaults reproduce the original.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+from microgpt.backend import engine
+from microgpt.errors import UsageError
+
+Value = engine.Value
+Vector = list[Any]  # a list of Value
+Matrix = list[Vector]  # rows of Value: weights are [n_out][n_in]
+
+NORMS = ("rmsnorm", "layernorm")
+ACTIVATIONS = ("relu", "gelu")
+INIT_STD = 0.08
+NORM_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of the network. The defaults are the original microgpt's."""
+
+    vocab_size: int
+    n_layer: int = 1
+    n_embd: int = 16
+    n_head: int = 4
+    block_size: int = 16
+    norm: str = "rmsnorm"
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"{name} must be a positive whole number, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise UsageError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+        if self.norm not in NORMS:
+            raise UsageError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.activation not in ACTIVATIONS:
+            raise UsageError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise UsageError(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown model setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+# --- building blocks ---------------------------------------------------------
+
+
+def linear(x: Vector, w: Matrix) -> Vector:
+    """w @ x, one `sum()` of products per output (no bias)."""
+    return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
+
+
+def softmax(logits: Vector) -> Vector:
+    """exp(l - max) / total; subtracting the max keeps exp() in range."""
+    max_val = max(val.data for val in logits)
+    exps = [(val - max_val).exp() for val in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def rmsnorm(x: Vector) -> Vector:
+    """x / sqrt(mean(x^2) + eps), with no learned scale."""
+    ms = sum(xi * xi for xi in x) / len(x)
+    scale = (ms + NORM_EPS) ** -0.5
+    return [xi * scale for xi in x]
+
+
+def layernorm(x: Vector) -> Vector:
+    """(x - mean) / sqrt(var + eps), with no learned scale or shift."""
+    mean = sum(x) / len(x)
+    centered = [xi - mean for xi in x]
+    var = sum(c * c for c in centered) / len(x)
+    scale = (var + NORM_EPS) ** -0.5
+    return [c * scale for c in centered]
+
+
+def dropout(x: Vector, p: float, rng: random.Random) -> Vector:
+    """Zero each element with probability p, scale the rest by 1/(1-p)."""
+    keep = 1.0 / (1.0 - p)
+    return [xi * (keep if rng.random() >= p else 0.0) for xi in x]
+
+
+# --- the model ---------------------------------------------------------------
+
+
+class GPT:
+    """The weights (`state_dict`) and the forward pass for one position.
+
+    Weights are drawn from `rng` with `gauss(0, 0.08)`, matrix by matrix, row
+    by row, in the original's order, so a seeded `random.Random` gives the
+    original's initial weights.
+    """
+
+    def __init__(self, config: GPTConfig, rng: random.Random) -> None:
+        self.config = config
+        c = config
+
+        def matrix(n_out: int, n_in: int) -> Matrix:
+            return [[Value(rng.gauss(0, INIT_STD)) for _ in range(n_in)] for _ in range(n_out)]
+
+        self.state_dict: dict[str, Matrix] = {
+            "wte": matrix(c.vocab_size, c.n_embd),
+            "wpe": matrix(c.block_size, c.n_embd),
+            "lm_head": matrix(c.vocab_size, c.n_embd),
+        }
+        for i in range(c.n_layer):
+            self.state_dict[f"layer{i}.attn_wq"] = matrix(c.n_embd, c.n_embd)
+            self.state_dict[f"layer{i}.attn_wk"] = matrix(c.n_embd, c.n_embd)
+            self.state_dict[f"layer{i}.attn_wv"] = matrix(c.n_embd, c.n_embd)
+            self.state_dict[f"layer{i}.attn_wo"] = matrix(c.n_embd, c.n_embd)
+            self.state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * c.n_embd, c.n_embd)
+            self.state_dict[f"layer{i}.mlp_fc2"] = matrix(c.n_embd, 4 * c.n_embd)
+        self.params: list[Any] = [p for mat in self.state_dict.values() for row in mat for p in row]
+        self._norm = rmsnorm if c.norm == "rmsnorm" else layernorm
+
+    def new_cache(self) -> tuple[list[list[Vector]], list[list[Vector]]]:
+        """Empty per-layer lists of the keys and values seen so far."""
+        n = self.config.n_layer
+        return [[] for _ in range(n)], [[] for _ in range(n)]
+
+    def __call__(
+        self,
+        token_id: int,
+        pos_id: int,
+        keys: list[list[Vector]],
+        values: list[list[Vector]],
+        rng: random.Random | None = None,
+        on_attention: Callable[[int, int, Vector], None] | None = None,
+    ) -> Vector:
+        """Logits for the token after `token_id` at `pos_id`.
+
+        `keys`/`values` hold what earlier positions appended: attention sees
+        only them and this position, which is what makes it causal. Pass `rng`
+        to apply dropout (training); without it there is none. `on_attention`
+        is called with (layer, head, weights) for inspection.
+        """
+        c = self.config
+        sd = self.state_dict
+        norm = self._norm
+        drop = rng is not None and c.dropout > 0.0
+        head_dim = c.head_dim
+
+        x = [t + p for t, p in zip(sd["wte"][token_id], sd["wpe"][pos_id])]
+        x = norm(x)  # not redundant: the residual path skips the block's own norm
+        if drop:
+            assert rng is not None
+            x = dropout(x, c.dropout, rng)
+
+        for li in range(c.n_layer):
+            # 1) multi-head causal self-attention
+            x_residual = x
+            x = norm(x)
+            q = linear(x, sd[f"layer{li}.attn_wq"])
+            k = linear(x, sd[f"layer{li}.attn_wk"])
+            v = linear(x, sd[f"layer{li}.attn_wv"])
+            keys[li].append(k)
+            values[li].append(v)
+            x_attn: Vector = []
+            for h in range(c.n_head):
+                hs = h * head_dim
+                q_h = q[hs : hs + head_dim]
+                k_h = [ki[hs : hs + head_dim] for ki in keys[li]]
+                v_h = [vi[hs : hs + head_dim] for vi in values[li]]
+                attn_logits = [
+                    sum(q_h[j] * k_h[t][j] for j in range(head_dim)) / head_dim**0.5
+                    for t in range(len(k_h))
+                ]
+                attn_weights = softmax(attn_logits)
+                if on_attention is not None:
+                    on_attention(li, h, attn_weights)
+                head_out = [
+                    sum(attn_weights[t] * v_h[t][j] for t in range(len(v_h)))
+                    for j in range(head_dim)
+                ]
+                x_attn.extend(head_out)
+            x = linear(x_attn, sd[f"layer{li}.attn_wo"])
+            if drop:
+                assert rng is not None
+                x = dropout(x, c.dropout, rng)
+            x = [a + b for a, b in zip(x, x_residual)]
+            # 2) MLP: expand 4x, nonlinearity, project back
+            x_residual = x
+            x = norm(x)
+            x = linear(x, sd[f"layer{li}.mlp_fc1"])
+            x = [xi.relu() for xi in x] if c.activation == "relu" else [xi.gelu() for xi in x]
+            x = linear(x, sd[f"layer{li}.mlp_fc2"])
+            if drop:
+                assert rng is not None
+                x = dropout(x, c.dropout, rng)
+            x = [a + b for a, b in zip(x, x_residual)]
+
+        return linear(x, sd["lm_head"])
+
+    def attention_weights(self, token_ids: list[int]) -> list[list[list[list[float]]]]:
+        """Attention weights [layer][head][query t][key s] for a sequence.
+
+        Row t has t+1 entries: position t only ever sees positions <= t.
+        """
+        c = self.config
+        rows: list[list[list[list[float]]]] = [
+            [[] for _ in range(c.n_head)] for _ in range(c.n_layer)
+        ]
+
+        def record(layer: int, head: int, weights: Vector) -> None:
+            rows[layer][head].append([w.data for w in weights])
+
+        keys, values = self.new_cache()
+        for pos_id, token_id in enumerate(token_ids):
+            self(token_id, pos_id, keys, values, on_attention=record)
+        return rows

@@ -1,0 +1,72 @@
+"""Adam with bias correction, and the learning-rate schedule.
+
+The update is written exactly as in the original microgpt so that it gives the
+same float64 results: each parameter's moments are updated, bias-corrected,
+and applied, then its gradient is reset to zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microgpt.errors import UsageError
+
+
+class Adam:
+    """Adam over a list of `Value` parameters, with per-parameter moments."""
+
+    def __init__(
+        self,
+        params: list[Any],
+        lr: float = 0.01,
+        beta1: float = 0.85,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+    ) -> None:
+        if not lr > 0.0:
+            raise UsageError(f"learning rate must be positive, got {lr!r}")
+        for name, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise UsageError(f"{name} must be at least 0 and below 1, got {beta!r}")
+        if not eps > 0.0:
+            raise UsageError(f"eps must be positive, got {eps!r}")
+        self.params = params
+        self.lr = lr
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.m = [0.0] * len(params)  # first moment (mean of gradients)
+        self.v = [0.0] * len(params)  # second moment (mean of squared gradients)
+
+    def step(self, step: int, lr_t: float) -> None:
+        """Apply the update of (0-based) `step` with learning rate `lr_t`."""
+        beta1, beta2, eps = self.beta1, self.beta2, self.eps
+        m, v = self.m, self.v
+        for i, p in enumerate(self.params):
+            m[i] = beta1 * m[i] + (1 - beta1) * p.grad
+            v[i] = beta2 * v[i] + (1 - beta2) * p.grad**2
+            m_hat = m[i] / (1 - beta1 ** (step + 1))
+            v_hat = v[i] / (1 - beta2 ** (step + 1))
+            p.data -= lr_t * m_hat / (v_hat**0.5 + eps)
+            p.grad = 0.0
+
+
+def linear_decay(lr: float, step: int, num_steps: int) -> float:
+    """The learning rate of (0-based) `step`: `lr` falling linearly to zero."""
+    return lr * (1 - step / num_steps)
+
+
+def clip_grad_norm(params: list[Any], max_norm: float) -> float:
+    """Scale all gradients so that their global L2 norm is at most `max_norm`.
+
+    Returns the norm before clipping. (An option: the original has none.)
+    """
+    total = 0.0
+    for p in params:
+        total += p.grad * p.grad
+    norm: float = total**0.5
+    if norm > max_norm:
+        scale = max_norm / norm
+        for p in params:
+            p.grad *= scale
+    return norm

@@ -1,0 +1,65 @@
+"""Sampling: generate documents from a trained model, one character at a time."""
+
+from __future__ import annotations
+
+import random
+
+from microgpt.data import Tokenizer
+from microgpt.errors import UsageError
+from microgpt.nn import GPT, softmax
+
+
+def check_temperature(temperature: float) -> None:
+    if not temperature > 0.0:
+        raise UsageError(f"temperature must be positive, got {temperature!r}")
+
+
+def check_prompt(prompt: str, tokenizer: Tokenizer, block_size: int) -> list[int]:
+    """The prompt's token ids; it must fit in the context after BOS."""
+    ids = tokenizer.encode(prompt)
+    if len(ids) > block_size - 1:
+        raise UsageError(
+            f"prompt {prompt!r} is {len(ids)} characters; at most {block_size - 1} fit "
+            f"(block_size {block_size}, one position is taken by the start token)"
+        )
+    return ids
+
+
+def sample(
+    model: GPT,
+    tokenizer: Tokenizer,
+    rng: random.Random,
+    temperature: float = 0.5,
+    prompt: str = "",
+) -> str:
+    """One document: starts after BOS (and the prompt, if any), draws each next
+    character from softmax(logits / temperature), and stops at BOS or when the
+    context is full. The prompt is part of the returned text."""
+    check_temperature(temperature)
+    prompt_ids = check_prompt(prompt, tokenizer, model.config.block_size)
+    keys, values = model.new_cache()
+    token_id = tokenizer.bos
+    out = list(prompt_ids)
+    choices = range(tokenizer.vocab_size)
+    for pos_id in range(model.config.block_size):
+        logits = model(token_id, pos_id, keys, values)
+        if pos_id < len(prompt_ids):  # still reading the prompt: no draw
+            token_id = prompt_ids[pos_id]
+            continue
+        probs = softmax([logit / temperature for logit in logits])
+        token_id = rng.choices(choices, weights=[p.data for p in probs])[0]
+        if token_id == tokenizer.bos:
+            break
+        out.append(token_id)
+    return tokenizer.decode(out)
+
+
+def sample_many(
+    model: GPT,
+    tokenizer: Tokenizer,
+    rng: random.Random,
+    num: int,
+    temperature: float = 0.5,
+    prompt: str = "",
+) -> list[str]:
+    return [sample(model, tokenizer, rng, temperature, prompt) for _ in range(num)]

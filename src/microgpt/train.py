@@ -1,0 +1,175 @@
+"""Training: one document per step, forward, backward, Adam.
+
+A `Run` is the whole state of a training run (model, optimiser moments,
+shuffled documents, random stream, step counter): everything a checkpoint
+holds, so that a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import math
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from microgpt.data import Tokenizer
+from microgpt.errors import UsageError
+from microgpt.nn import GPT, GPTConfig, softmax
+from microgpt.optim import Adam, clip_grad_norm, linear_decay
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. The defaults are the original microgpt's."""
+
+    steps: int = 1000
+    lr: float = 0.01
+    beta1: float = 0.85
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float | None = None  # max global gradient norm; None: no clipping
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+            raise UsageError(f"steps must be a positive whole number, got {self.steps!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0.0:
+            raise UsageError(f"grad_clip must be positive, got {self.grad_clip!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise UsageError(f"seed must be a whole number, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+class NonFiniteLoss(Exception):
+    """The loss of a step is NaN or infinite; that step was not applied."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"the loss became {loss!r} at step {step}; training stopped")
+        self.step = step
+        self.loss = loss
+
+
+def documents_fingerprint(docs: list[str]) -> str:
+    """sha256 of the documents in file order: says whether two datasets match."""
+    return hashlib.sha256("\n".join(docs).encode("utf-8")).hexdigest()
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector.
+
+    The graph of a step has no reference cycles, so reference counting frees
+    it; the collector would only rescan its tens of thousands of nodes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class Run:
+    """A training run: model, optimiser, data order and random stream."""
+
+    def __init__(
+        self,
+        model: GPT,
+        optimizer: Adam,
+        tokenizer: Tokenizer,
+        docs: list[str],
+        rng: random.Random,
+        train_config: TrainConfig,
+        step: int = 0,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.tokenizer = tokenizer
+        self.docs = docs  # in training order (shuffled)
+        self.rng = rng
+        self.train_config = train_config
+        self.step = step  # completed steps
+
+    @classmethod
+    def start(
+        cls, docs: list[str], train_config: TrainConfig, **model_settings: Any
+    ) -> Run:
+        """A new run, drawing from the seeded random stream in the original's
+        order: shuffle the documents, then initialise the weights."""
+        rng = random.Random(train_config.seed)
+        docs = list(docs)
+        rng.shuffle(docs)
+        tokenizer = Tokenizer.from_documents(docs)
+        config = GPTConfig(vocab_size=tokenizer.vocab_size, **model_settings)
+        model = GPT(config, rng)
+        optimizer = cls.make_optimizer(model, train_config)
+        return cls(model, optimizer, tokenizer, docs, rng, train_config)
+
+    @staticmethod
+    def make_optimizer(model: GPT, train_config: TrainConfig) -> Adam:
+        t = train_config
+        return Adam(model.params, lr=t.lr, beta1=t.beta1, beta2=t.beta2, eps=t.eps)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.train_config.steps
+
+    def loss(self, doc: str, rng: random.Random | None = None) -> Any:
+        """Mean next-token cross-entropy over the document (a `Value`).
+
+        Documents longer than the context are cut to its length, as in the
+        original: only the first `block_size` predictions are trained on.
+        """
+        model = self.model
+        tokens = self.tokenizer.encode_document(doc)
+        n = min(model.config.block_size, len(tokens) - 1)
+        keys, values = model.new_cache()
+        losses = []
+        for pos_id in range(n):
+            token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
+            logits = model(token_id, pos_id, keys, values, rng)
+            probs = softmax(logits)
+            losses.append(-probs[target_id].log())
+        return (1 / n) * sum(losses)
+
+    def train_step(self) -> float:
+        """Train on the next document; returns the step's loss.
+
+        Raises `NonFiniteLoss` before changing anything if the loss is NaN or
+        infinite, so the run still holds the last good state.
+        """
+        t = self.train_config
+        step = self.step
+        doc = self.docs[step % len(self.docs)]
+        dropout_rng = self.rng if self.model.config.dropout > 0.0 else None
+        with no_cyclic_gc():
+            loss = self.loss(doc, dropout_rng)
+            if not math.isfinite(loss.data):
+                raise NonFiniteLoss(step + 1, loss.data)
+            loss.backward()
+            if t.grad_clip is not None:
+                clip_grad_norm(self.model.params, t.grad_clip)
+            self.optimizer.step(step, linear_decay(t.lr, step, t.steps))
+            loss_value: float = loss.data
+            del loss  # free this step's graph while the collector is paused
+        self.step = step + 1
+        return loss_value
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate used by (0-based) `step`."""
+        return linear_decay(self.train_config.lr, step, self.train_config.steps)
