@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Callable, TypeVar
 
 compiled = False
+__version__ = None
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -26,3 +27,7 @@ cclass = final = no_gc = cfunc = inline = _passthrough
 def declare(ctype: Any = None, value: Any = None, **_: Any) -> Any:
     """Interpreted, a declaration is just its initial value."""
     return value
+
+
+def auto_pickle(_enabled: bool) -> Callable[[_F], _F]:
+    return _passthrough

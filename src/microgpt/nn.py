@@ -16,6 +16,8 @@ from microgpt.backend import engine
 from microgpt.errors import UsageError
 
 Value = engine.Value
+dot = engine.dot  # sum(w * x for w, x in zip(ws, xs)), node for node
+vsum = engine.vsum  # sum(vs), node for node
 Vector = list[Any]  # a list of Value
 Matrix = list[Vector]  # rows of Value: weights are [n_out][n_in]
 
@@ -76,30 +78,30 @@ class GPTConfig:
 
 
 def linear(x: Vector, w: Matrix) -> Vector:
-    """w @ x, one `sum()` of products per output (no bias)."""
-    return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
+    """w @ x: for each row wo, sum(wi * xi for wi, xi in zip(wo, x)) (no bias)."""
+    return [dot(wo, x) for wo in w]
 
 
 def softmax(logits: Vector) -> Vector:
     """exp(l - max) / total; subtracting the max keeps exp() in range."""
     max_val = max(val.data for val in logits)
     exps = [(val - max_val).exp() for val in logits]
-    total = sum(exps)
+    total = vsum(exps)
     return [e / total for e in exps]
 
 
 def rmsnorm(x: Vector) -> Vector:
     """x / sqrt(mean(x^2) + eps), with no learned scale."""
-    ms = sum(xi * xi for xi in x) / len(x)
+    ms = dot(x, x) / len(x)  # sum(xi * xi for xi in x) / len(x)
     scale = (ms + NORM_EPS) ** -0.5
     return [xi * scale for xi in x]
 
 
 def layernorm(x: Vector) -> Vector:
     """(x - mean) / sqrt(var + eps), with no learned scale or shift."""
-    mean = sum(x) / len(x)
+    mean = vsum(x) / len(x)
     centered = [xi - mean for xi in x]
-    var = sum(c * c for c in centered) / len(x)
+    var = dot(centered, centered) / len(x)
     scale = (var + NORM_EPS) ** -0.5
     return [c * scale for c in centered]
 
@@ -191,16 +193,14 @@ class GPT:
                 q_h = q[hs : hs + head_dim]
                 k_h = [ki[hs : hs + head_dim] for ki in keys[li]]
                 v_h = [vi[hs : hs + head_dim] for vi in values[li]]
-                attn_logits = [
-                    sum(q_h[j] * k_h[t][j] for j in range(head_dim)) / head_dim**0.5
-                    for t in range(len(k_h))
-                ]
+                # q.k / sqrt(head_dim) for every position so far
+                attn_logits = [dot(q_h, k_h[t]) / head_dim**0.5 for t in range(len(k_h))]
                 attn_weights = softmax(attn_logits)
                 if on_attention is not None:
                     on_attention(li, h, attn_weights)
+                # the weighted sum of the values, one output per dimension j
                 head_out = [
-                    sum(attn_weights[t] * v_h[t][j] for t in range(len(v_h)))
-                    for j in range(head_dim)
+                    dot(attn_weights, [v_t[j] for v_t in v_h]) for j in range(head_dim)
                 ]
                 x_attn.extend(head_out)
             x = linear(x_attn, sd[f"layer{li}.attn_wo"])

@@ -18,7 +18,7 @@ from typing import Any
 
 from microgpt.data import Tokenizer
 from microgpt.errors import UsageError
-from microgpt.nn import GPT, GPTConfig, softmax
+from microgpt.nn import GPT, GPTConfig, softmax, vsum
 from microgpt.optim import Adam, clip_grad_norm, linear_decay
 
 
@@ -145,7 +145,7 @@ class Run:
             logits = model(token_id, pos_id, keys, values, rng)
             probs = softmax(logits)
             losses.append(-probs[target_id].log())
-        return (1 / n) * sum(losses)
+        return (1 / n) * vsum(losses)
 
     def train_step(self) -> float:
         """Train on the next document; returns the step's loss.

@@ -1,0 +1,281 @@
+"""Checkpoints: a training run saved as JSON data (never pickle).
+
+A checkpoint holds everything a run needs to continue bit for bit: the
+settings, the vocabulary, the weights, Adam's moments, the step counter, the
+random stream's state and a fingerprint of the data. Floats are written with
+Python's `repr`, which reads back to the identical float64.
+
+Writes are atomic: the JSON goes to a temporary file in the same folder, is
+flushed to disk, then renamed over the target. A crash or kill mid-write leaves
+the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from microgpt.data import Tokenizer
+from microgpt.errors import UsageError
+from microgpt.nn import GPT, GPTConfig
+from microgpt.train import Run, TrainConfig
+
+FORMAT = "microgpt-checkpoint"
+VERSION = 1
+# Refuse absurd checkpoints before allocating anything for them.
+MAX_PARAMS = 50_000_000
+MAX_VOCAB = 1_000_000
+
+
+# --- writing -----------------------------------------------------------------
+
+
+def run_to_dict(run: Run, data_source: str, data_fingerprint: str) -> dict[str, Any]:
+    model = run.model
+    shapes = list(model.state_dict.items())
+    m_mats, v_mats = {}, {}
+    i = 0
+    for name, mat in shapes:
+        rows, cols = len(mat), len(mat[0])
+        m_mats[name] = [run.optimizer.m[i + r * cols : i + (r + 1) * cols] for r in range(rows)]
+        v_mats[name] = [run.optimizer.v[i + r * cols : i + (r + 1) * cols] for r in range(rows)]
+        i += rows * cols
+    version, internal, gauss_next = run.rng.getstate()
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.config.to_dict(),
+        "training": run.train_config.to_dict(),
+        "step": run.step,
+        "vocab": run.tokenizer.chars,
+        "data": {"source": data_source, "sha256": data_fingerprint, "documents": len(run.docs)},
+        "rng_state": [version, list(internal), gauss_next],
+        "weights": {name: [[p.data for p in row] for row in mat] for name, mat in shapes},
+        "adam": {"m": m_mats, "v": v_mats},
+    }
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, not after an hour of training, if `path` cannot be written."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--out {path} is a directory; give a file name")
+    if not folder.is_dir():
+        raise UsageError(f"--out {path}: folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".microgpt-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot write in {folder}: {exc.strerror or exc}") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"--out {path}: the file is not writable")
+
+
+def save(run: Run, path: str | Path, data_source: str, data_fingerprint: str) -> None:
+    """Write the run to `path` atomically (temp file, fsync, rename)."""
+    write_json_atomic(path, run_to_dict(run, data_source, data_fingerprint))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, allow_nan=False, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # not every platform can fsync a folder
+
+
+# --- reading -----------------------------------------------------------------
+
+
+class Checkpoint:
+    """A checkpoint read from disk and checked, ready to rebuild its run."""
+
+    def __init__(self, path: str | Path, raw: dict[str, Any]) -> None:
+        self.path = str(path)
+        self.raw = raw
+        self.model_config = _config(raw, "model", GPTConfig.from_dict, path)
+        self.train_config = _config(raw, "training", TrainConfig.from_dict, path)
+        self.step: int = raw["step"]
+        self.tokenizer = Tokenizer(raw["vocab"])
+        self.data: dict[str, Any] = raw["data"]
+
+    def model(self) -> GPT:
+        """The model with the saved weights."""
+        model = GPT(self.model_config, random.Random(0))
+        for name, mat in model.state_dict.items():
+            for row, saved in zip(mat, self.raw["weights"][name]):
+                for p, value in zip(row, saved):
+                    p.data = value
+        return model
+
+    def rng(self) -> random.Random:
+        version, internal, gauss_next = self.raw["rng_state"]
+        rng = random.Random()
+        rng.setstate((version, tuple(internal), gauss_next))
+        return rng
+
+    def run(self, docs: list[str]) -> Run:
+        """The run, continuing where it stopped. `docs` are the training
+        documents in file order (they are shuffled as the run shuffled them)."""
+        order = random.Random(self.train_config.seed)
+        docs = list(docs)
+        order.shuffle(docs)
+        model = self.model()
+        optimizer = Run.make_optimizer(model, self.train_config)
+        m = self.raw["adam"]["m"]
+        v = self.raw["adam"]["v"]
+        optimizer.m = [x for name in model.state_dict for row in m[name] for x in row]
+        optimizer.v = [x for name in model.state_dict for row in v[name] for x in row]
+        return Run(model, optimizer, self.tokenizer, docs, self.rng(), self.train_config, self.step)
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint; any problem is a one-line UsageError."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"checkpoint not found: {path}")
+    if p.is_dir():
+        raise UsageError(f"checkpoint path is a directory: {path}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a microgpt checkpoint (not UTF-8 text)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path}: not a valid checkpoint (JSON error at line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}; is the file truncated?)"
+        ) from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    _validate(raw, path)
+    return Checkpoint(path, raw)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"checkpoint holds {name}, which no trained weight can be")
+
+
+def _config(raw: dict[str, Any], key: str, make: Any, path: str | Path) -> Any:
+    try:
+        return make(raw[key])
+    except UsageError as exc:
+        raise UsageError(f"{path}: bad {key} settings: {exc}") from None
+    except TypeError as exc:
+        raise UsageError(f"{path}: bad {key} settings: {exc}") from None
+
+
+def _validate(raw: Any, path: str | Path) -> None:
+    def bad(why: str) -> UsageError:
+        return UsageError(f"{path}: not a valid checkpoint: {why}")
+
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise UsageError(f"{path}: not a microgpt checkpoint")
+    if raw.get("version") != VERSION:
+        raise UsageError(
+            f"{path}: checkpoint format version {raw.get('version')!r} is not supported "
+            f"(this microgpt reads version {VERSION})"
+        )
+    for key in ("model", "training", "step", "vocab", "data", "rng_state", "weights", "adam"):
+        if key not in raw:
+            raise bad(f"missing {key!r}")
+    model, training = raw["model"], raw["training"]
+    if not isinstance(model, dict) or not isinstance(training, dict):
+        raise bad("settings must be objects")
+    vocab = raw["vocab"]
+    if not isinstance(vocab, str) or not vocab or len(vocab) > MAX_VOCAB:
+        raise bad("vocab must be a non-empty string")
+    config = _config(raw, "model", GPTConfig.from_dict, path)
+    train = _config(raw, "training", TrainConfig.from_dict, path)
+    if config.vocab_size != len(vocab) + 1:
+        raise bad(f"vocab has {len(vocab)} characters but vocab_size is {config.vocab_size}")
+    shapes = expected_shapes(config)
+    total = sum(r * c for r, c in shapes.values())
+    if total > MAX_PARAMS:
+        raise bad(f"declares {total:,} parameters (more than the {MAX_PARAMS:,} allowed)")
+    step = raw["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= train.steps:
+        raise bad(f"step {step!r} is outside 0..{train.steps}")
+    _check_matrices(raw["weights"], shapes, "weights", bad)
+    adam = raw["adam"]
+    if not isinstance(adam, dict):
+        raise bad("adam must be an object")
+    for moment in ("m", "v"):
+        _check_matrices(adam.get(moment), shapes, f"adam.{moment}", bad)
+    state = raw["rng_state"]
+    if (
+        not isinstance(state, list)
+        or len(state) != 3
+        or not isinstance(state[1], list)
+        or len(state[1]) != 625
+        or not all(isinstance(x, int) and 0 <= x < 2**32 for x in state[1][:624])
+        or not (state[2] is None or isinstance(state[2], float))
+    ):
+        raise bad("rng_state is not a saved Python random state")
+    try:
+        random.Random().setstate((state[0], tuple(state[1]), state[2]))
+    except (TypeError, ValueError):
+        raise bad("rng_state is not a saved Python random state") from None
+    data = raw["data"]
+    if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+        raise bad("data must name its source")
+
+
+def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
+    c = config
+    shapes = {
+        "wte": (c.vocab_size, c.n_embd),
+        "wpe": (c.block_size, c.n_embd),
+        "lm_head": (c.vocab_size, c.n_embd),
+    }
+    for i in range(c.n_layer):
+        shapes[f"layer{i}.attn_wq"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.attn_wk"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.attn_wv"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.attn_wo"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.mlp_fc1"] = (4 * c.n_embd, c.n_embd)
+        shapes[f"layer{i}.mlp_fc2"] = (c.n_embd, 4 * c.n_embd)
+    return shapes
+
+
+def _check_matrices(mats: Any, shapes: dict[str, tuple[int, int]], what: str, bad: Any) -> None:
+    if not isinstance(mats, dict) or set(mats) != set(shapes):
+        raise bad(f"{what} must hold exactly the matrices {', '.join(shapes)}")
+    for name, (rows, cols) in shapes.items():
+        mat = mats[name]
+        if not isinstance(mat, list) or len(mat) != rows:
+            raise bad(f"{what}[{name!r}] must have {rows} rows")
+        for row in mat:
+            if not isinstance(row, list) or len(row) != cols:
+                raise bad(f"{what}[{name!r}] rows must have {cols} numbers")
+            for x in row:
+                if not isinstance(x, float) or not math.isfinite(x):
+                    raise bad(f"{what}[{name!r}] holds {x!r}, not a finite float")

@@ -1,0 +1,350 @@
+"""The `microgpt` command: train, sample, and the learning tools.
+
+stdout carries only results (sampled names); progress and messages go to
+stderr. Bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import IO, Any, NoReturn
+
+import microgpt
+from microgpt import checkpoint
+from microgpt.data import DEFAULT_DATA, load_documents
+from microgpt.errors import UsageError
+from microgpt.sample import check_prompt, check_temperature, sample_many
+from microgpt.train import NonFiniteLoss, Run, TrainConfig, documents_fingerprint
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def version_text() -> str:
+    if microgpt.COMPILED:
+        engine = f"compiled, Cython {microgpt.backend.engine.CYTHON_VERSION}"
+    else:
+        engine = "pure Python"
+    return f"microgpt {microgpt.__version__} (engine: {engine})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- argument types that name the problem --------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+# --- the parser ------------------------------------------------------------------
+
+# Model and optimiser flags, with the original microgpt's defaults. On --resume
+# they default to None, meaning "as in the checkpoint".
+MODEL_FLAGS: dict[str, tuple[Any, Any, str]] = {
+    "n_layer": (positive_int, 1, "number of transformer blocks"),
+    "n_embd": (positive_int, 16, "embedding width (divisible by --n-head)"),
+    "n_head": (positive_int, 4, "attention heads per block"),
+    "block_size": (positive_int, 16, "context length in characters"),
+    "norm": (str, "rmsnorm", "normalisation: rmsnorm (original) or layernorm"),
+    "activation": (str, "relu", "MLP nonlinearity: relu (original) or gelu"),
+    "dropout": (fraction, 0.0, "dropout probability while training (original: 0)"),
+}
+TRAIN_FLAGS: dict[str, tuple[Any, Any, str]] = {
+    "steps": (positive_int, 1000, "training steps, one document each"),
+    "lr": (positive_float, 0.01, "peak learning rate (decays linearly to 0)"),
+    "beta1": (fraction, 0.85, "Adam beta1"),
+    "beta2": (fraction, 0.99, "Adam beta2"),
+    "eps": (positive_float, 1e-8, "Adam epsilon"),
+    "grad_clip": (positive_float, None, "clip the global gradient norm to this (off)"),
+    "seed": (int, 42, "random seed (shuffle, weights, samples)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="microgpt",
+        description="Train a tiny GPT on a list of documents and sample from it.",
+    )
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a model, then print samples")
+    t.add_argument(
+        "--data",
+        default=None,
+        help=f"documents, one per line: a file or http(s) URL (default: bundled {DEFAULT_DATA!r})",
+    )
+    group = t.add_argument_group("model (defaults: the original microgpt)")
+    for name, (kind, default, help_text) in MODEL_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        choices = {"norm": ["rmsnorm", "layernorm"], "activation": ["relu", "gelu"]}.get(name)
+        group.add_argument(flag, type=kind, default=None, choices=choices, help=f"{help_text} ({default})")
+    group = t.add_argument_group("training")
+    for name, (kind, default, help_text) in TRAIN_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, type=kind, default=None, help=f"{help_text} ({default})")
+    t.add_argument("--samples", type=nonnegative_int, default=20, help="names to print after training (20)")
+    t.add_argument("--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)")
+    t.add_argument("--prompt", default="", help="start every sample with this text")
+    t.add_argument("--out", default=None, help="save a checkpoint (JSON) here at the end")
+    t.add_argument("--save-every", type=positive_int, default=None, help="also save every N steps")
+    t.add_argument("--resume", default=None, metavar="CKPT", help="continue a saved run")
+    t.add_argument("--log", default=None, metavar="FILE", help="write each step's loss as JSON Lines")
+    t.add_argument("--log-every", type=positive_int, default=100, help="progress line every N steps (100)")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="print names sampled from a checkpoint")
+    s.add_argument("checkpoint", metavar="CKPT")
+    s.add_argument("--num", type=nonnegative_int, default=20, help="how many (20)")
+    s.add_argument("--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)")
+    s.add_argument("--prompt", default="", help="start every sample with this text")
+    s.add_argument(
+        "--seed", type=int, default=None, help="seed (default: continue the checkpoint's random stream)"
+    )
+    s.set_defaults(func=cmd_sample)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other modules add subcommands here: each is called with the subparsers object.
+EXTRA_COMMANDS: list[Any] = []
+
+
+# --- train ---------------------------------------------------------------------------
+
+
+class _Interrupt:
+    """Turns the first Ctrl-C into a flag checked between steps, so a step is
+    never left half applied; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def _settings(args: argparse.Namespace, flags: dict[str, tuple[Any, Any, str]]) -> dict[str, Any]:
+    """The flags the user gave (None ones left out)."""
+    return {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    err = sys.stderr
+    if args.out is not None:
+        checkpoint.check_writable(args.out)
+    model_settings = _settings(args, MODEL_FLAGS)
+    train_settings = _settings(args, TRAIN_FLAGS)
+
+    if args.resume is not None:
+        ckpt = checkpoint.load(args.resume)
+        _check_resume_flags(ckpt, model_settings, train_settings)
+        data_source = args.data if args.data is not None else ckpt.data["source"]
+        docs = load_documents(data_source)
+        fingerprint = documents_fingerprint(docs)
+        if fingerprint != ckpt.data.get("sha256"):
+            raise UsageError(
+                f"--resume {args.resume}: the data ({data_source}) is not the data this run "
+                f"was trained on; pass the original with --data"
+            )
+        run = ckpt.run(docs)
+    else:
+        data_source = args.data if args.data is not None else DEFAULT_DATA
+        docs = load_documents(data_source)
+        fingerprint = documents_fingerprint(docs)
+        run = Run.start(docs, TrainConfig(**train_settings), **model_settings)
+
+    config = run.model.config
+    if args.samples:
+        check_prompt(args.prompt, run.tokenizer, config.block_size)
+    too_long = sum(1 for d in docs if len(d) + 1 > config.block_size)
+    print(
+        f"{version_text()}\ndata: {data_source} ({len(docs)} documents, vocabulary "
+        f"{run.tokenizer.vocab_size}); parameters: {len(run.model.params)}; "
+        f"steps {run.step + 1}..{run.train_config.steps}",
+        file=err,
+    )
+    if too_long:
+        print(
+            f"note: {too_long} document(s) are longer than block_size - 1 = "
+            f"{config.block_size - 1} characters; as in the original, training uses only "
+            f"their first {config.block_size} predictions",
+            file=err,
+        )
+
+    def save(reason: str) -> None:
+        if args.out is not None:
+            checkpoint.save(run, args.out, data_source, fingerprint)
+            print(f"saved {args.out} at step {run.step} ({reason})", file=err)
+
+    log: IO[str] | None = None
+    if args.log is not None:
+        try:
+            log = open(args.log, "a" if args.resume else "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"--log {args.log}: cannot open: {exc.strerror or exc}") from None
+
+    start_step, started = run.step, time.perf_counter()
+    total = run.train_config.steps
+    try:
+        with _Interrupt() as interrupt:
+            while not run.done:
+                if interrupt.requested:
+                    save("interrupted")
+                    how = (
+                        f"resume with: microgpt train --resume {args.out}"
+                        if args.out
+                        else "nothing saved (no --out given)"
+                    )
+                    print(f"interrupted after step {run.step}/{total}; {how}", file=err)
+                    return EXIT_INTERRUPTED
+                lr_t = run.lr_at(run.step)
+                try:
+                    loss = run.train_step()
+                except NonFiniteLoss as exc:
+                    save("last good step")
+                    print(f"microgpt: error: {exc}", file=err)
+                    return EXIT_FAILED
+                if log is not None:
+                    log.write(json.dumps({"step": run.step, "loss": loss, "lr": lr_t}) + "\n")
+                if args.save_every and run.step % args.save_every == 0 and not run.done:
+                    save(f"every {args.save_every} steps")
+                if run.step == start_step + 1 or run.step % args.log_every == 0 or run.done:
+                    elapsed = time.perf_counter() - started
+                    rate = (run.step - start_step) / elapsed if elapsed > 0 else 0.0
+                    eta = (total - run.step) / rate if rate > 0 else 0.0
+                    print(
+                        f"step {run.step:{len(str(total))}d}/{total} | loss {loss:.4f} | "
+                        f"{rate:.1f} steps/s | ETA {_duration(eta)}",
+                        file=err,
+                    )
+    finally:
+        if log is not None:
+            log.close()
+    save("end of training")
+    names = sample_many(run.model, run.tokenizer, run.rng, args.samples, args.temperature, args.prompt)
+    for name in names:
+        print(name)
+    return 0
+
+
+def _check_resume_flags(
+    ckpt: checkpoint.Checkpoint, model_settings: dict[str, Any], train_settings: dict[str, Any]
+) -> None:
+    saved = {**ckpt.model_config.to_dict(), **ckpt.train_config.to_dict()}
+    for name, value in {**model_settings, **train_settings}.items():
+        if saved[name] != value:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"--resume {ckpt.path}: {flag} {value} contradicts the checkpoint "
+                f"({flag} {saved[name]}); leave it out to continue the run as it was"
+            )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# --- sample ---------------------------------------------------------------------------
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    ckpt = checkpoint.load(args.checkpoint)
+    check_temperature(args.temperature)
+    check_prompt(args.prompt, ckpt.tokenizer, ckpt.model_config.block_size)
+    model = ckpt.model()
+    rng = random.Random(args.seed) if args.seed is not None else ckpt.rng()
+    for name in sample_many(model, ckpt.tokenizer, rng, args.num, args.temperature, args.prompt):
+        print(name)
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"microgpt: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("microgpt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0  # e.g. `microgpt sample ... | head`

@@ -1,0 +1,45 @@
+"""Shared test setup.
+
+The suite runs once per engine: `python -m pytest` tests the compiled engine
+(and fails if it is not installed), `MICROGPT_PURE=1 python -m pytest` tests
+the interpreted one. Every test sees the engine that `microgpt` selected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import microgpt
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARITY_DIR = Path(os.environ.get("MICROGPT_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity"))
+PURE_REQUESTED = os.environ.get("MICROGPT_PURE", "").strip() not in ("", "0")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"microgpt engine: {microgpt.ENGINE_NAME} (MICROGPT_PURE={os.environ.get('MICROGPT_PURE', '')!r})"
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    """The original microgpt's names file and golden losses (../shared/parity)."""
+    if not (PARITY_DIR / "names.txt").exists() or not (PARITY_DIR / "default_seed42.txt").exists():
+        pytest.skip(f"parity files not found in {PARITY_DIR} (set MICROGPT_PARITY_DIR)")
+    return PARITY_DIR
+
+
+@pytest.fixture(scope="session")
+def golden(parity_dir: Path) -> dict[str, object]:
+    """{'losses': {step: float}, 'samples': [names]} from default_seed42.txt."""
+    losses: dict[int, float] = {}
+    samples: list[str] = []
+    for line in (parity_dir / "default_seed42.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith("step "):
+            _, step, _, hexloss = line.split()
+            losses[int(step)] = float.fromhex(hexloss)
+        elif line.startswith("sample "):
+            samples.append(line.split(": ", 1)[1])
+    return {"losses": losses, "samples": samples}

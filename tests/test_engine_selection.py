@@ -1,0 +1,59 @@
+"""The engine that runs is the one asked for: no silent fallback."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+
+import microgpt
+from microgpt import backend
+
+from conftest import PURE_REQUESTED
+
+
+def test_selected_engine_is_the_requested_one() -> None:
+    # Without MICROGPT_PURE the compiled extension must be installed and used:
+    # a build that silently fell back to pure Python fails here.
+    assert microgpt.COMPILED is (not PURE_REQUESTED), (
+        f"MICROGPT_PURE={os.environ.get('MICROGPT_PURE')!r} but the active engine is "
+        f"{microgpt.ENGINE_NAME} ({backend.engine.__file__})"
+    )
+
+
+def test_value_class_comes_from_the_active_engine() -> None:
+    value_module = type(microgpt.Value(1.0)).__module__
+    assert value_module == ("microgpt.engine" if PURE_REQUESTED else "microgpt._engine")
+    assert backend.engine.__file__.endswith(".py") is PURE_REQUESTED
+
+
+def test_both_engines_are_installed_side_by_side() -> None:
+    # One install serves both: the env var switches at run time, no reinstall.
+    code = "import microgpt; print(microgpt.COMPILED)"
+    pure = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "MICROGPT_PURE": "1"},
+        capture_output=True, text=True, check=True,
+    )
+    default = subprocess.run(
+        [sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if k != "MICROGPT_PURE"},
+        capture_output=True, text=True, check=True,
+    )
+    assert pure.stdout.strip() == "False"
+    assert default.stdout.strip() == "True"
+
+
+def test_installed_distribution_contains_the_extension() -> None:
+    files = [str(f) for f in importlib.metadata.files("microgpt") or []]
+    assert any(f.startswith("microgpt/_engine.") and f.endswith((".so", ".pyd")) for f in files), files
+    assert "microgpt/engine.py" in files  # the readable engine ships beside it
+
+
+def test_version_names_the_engine() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "microgpt", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    if PURE_REQUESTED:
+        assert out.strip() == f"microgpt {microgpt.__version__} (engine: pure Python)"
+    else:
+        assert out.startswith(f"microgpt {microgpt.__version__} (engine: compiled, Cython 3.")
