@@ -19,7 +19,9 @@ from typing import Any
 class Node:
     __slots__ = ("data", "grad", "_children", "_local_grads")
 
-    def __init__(self, data: Any, children: tuple[Any, ...] = (), local_grads: tuple[Any, ...] = ()):
+    def __init__(
+        self, data: Any, children: tuple[Any, ...] = (), local_grads: tuple[Any, ...] = ()
+    ):
         self.data = data
         self.grad = 0
         self._children = children
@@ -165,7 +167,9 @@ class OriginalGPT:
                 qh = q[s : s + hd]
                 kh = [k[s : s + hd] for k in keys[li]]
                 vh = [v[s : s + hd] for v in values[li]]
-                logits = [sum(qh[j] * kh[t][j] for j in range(hd)) / hd**0.5 for t in range(len(kh))]
+                logits = [
+                    sum(qh[j] * kh[t][j] for j in range(hd)) / hd**0.5 for t in range(len(kh))
+                ]
                 w = self.softmax(logits)  # type: ignore[arg-type]
                 heads.extend(sum(w[t] * vh[t][j] for t in range(len(vh))) for j in range(hd))
             x = self.linear(heads, sd[f"layer{li}.attn_wo"])

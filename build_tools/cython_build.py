@@ -47,9 +47,9 @@ def extensions() -> list[Extension]:
         return []
     try:
         from Cython.Build import cythonize
-    except ImportError:
+    except ImportError as exc:
         if require_extensions():
-            raise RuntimeError("MICROGPT_REQUIRE_EXTENSIONS is set but Cython is not installed")
+            raise RuntimeError("MICROGPT_REQUIRE_EXTENSIONS is set but Cython is missing") from exc
         print("microgpt: Cython not found: installing the pure-Python engine", file=sys.stderr)
         return []
     is_msvc = sys.platform == "win32"

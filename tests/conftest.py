@@ -20,7 +20,8 @@ PURE_REQUESTED = os.environ.get("MICROGPT_PURE", "").strip() not in ("", "0")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"microgpt engine: {microgpt.ENGINE_NAME} (MICROGPT_PURE={os.environ.get('MICROGPT_PURE', '')!r})"
+    pure = os.environ.get("MICROGPT_PURE", "")
+    return f"microgpt engine: {microgpt.ENGINE_NAME} (MICROGPT_PURE={pure!r})"
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
+from conftest import PURE_REQUESTED
+
 import microgpt
 from microgpt import backend
-
-from conftest import PURE_REQUESTED
 
 
 def test_selected_engine_is_the_requested_one() -> None:
@@ -32,12 +32,18 @@ def test_both_engines_are_installed_side_by_side() -> None:
     # One install serves both: the env var switches at run time, no reinstall.
     code = "import microgpt; print(microgpt.COMPILED)"
     pure = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, "MICROGPT_PURE": "1"},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        env={**os.environ, "MICROGPT_PURE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     default = subprocess.run(
-        [sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if k != "MICROGPT_PURE"},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        env={k: v for k, v in os.environ.items() if k != "MICROGPT_PURE"},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert pure.stdout.strip() == "False"
     assert default.stdout.strip() == "True"
@@ -45,7 +51,9 @@ def test_both_engines_are_installed_side_by_side() -> None:
 
 def test_installed_distribution_contains_the_extension() -> None:
     files = [str(f) for f in importlib.metadata.files("microgpt") or []]
-    assert any(f.startswith("microgpt/_engine.") and f.endswith((".so", ".pyd")) for f in files), files
+    assert any(f.startswith("microgpt/_engine.") and f.endswith((".so", ".pyd")) for f in files), (
+        files
+    )
     assert "microgpt/engine.py" in files  # the readable engine ships beside it
 
 

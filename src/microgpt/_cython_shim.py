@@ -4,7 +4,8 @@ library). Only the names `engine.py` uses are here; each does nothing."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 compiled = False
 __version__ = None

@@ -7,6 +7,7 @@ the extension module `microgpt._engine`. The choice is made once, at import.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -16,9 +17,7 @@ PURE_REQUESTED: bool = os.environ.get("MICROGPT_PURE", "").strip() not in ("", "
 def _load_engine() -> ModuleType:
     if not PURE_REQUESTED:
         try:
-            from microgpt import _engine  # type: ignore[attr-defined]
-
-            return _engine  # type: ignore[no-any-return]
+            return importlib.import_module("microgpt._engine")
         except ImportError:
             pass  # not built (pure install): fall back to the interpreted engine
     from microgpt import engine

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import IO, Any, NoReturn
 
 import microgpt
-from microgpt import checkpoint
+from microgpt import checkpoint, learn_cli
 from microgpt.data import DEFAULT_DATA, load_documents
 from microgpt.errors import UsageError
 from microgpt.sample import check_prompt, check_temperature, sample_many
@@ -134,38 +134,48 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (kind, default, help_text) in MODEL_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         choices = {"norm": ["rmsnorm", "layernorm"], "activation": ["relu", "gelu"]}.get(name)
-        group.add_argument(flag, type=kind, default=None, choices=choices, help=f"{help_text} ({default})")
+        group.add_argument(
+            flag, type=kind, default=None, choices=choices, help=f"{help_text} ({default})"
+        )
     group = t.add_argument_group("training")
     for name, (kind, default, help_text) in TRAIN_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         group.add_argument(flag, type=kind, default=None, help=f"{help_text} ({default})")
-    t.add_argument("--samples", type=nonnegative_int, default=20, help="names to print after training (20)")
-    t.add_argument("--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)")
+    t.add_argument(
+        "--samples", type=nonnegative_int, default=20, help="names to print after training (20)"
+    )
+    t.add_argument(
+        "--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)"
+    )
     t.add_argument("--prompt", default="", help="start every sample with this text")
     t.add_argument("--out", default=None, help="save a checkpoint (JSON) here at the end")
     t.add_argument("--save-every", type=positive_int, default=None, help="also save every N steps")
     t.add_argument("--resume", default=None, metavar="CKPT", help="continue a saved run")
-    t.add_argument("--log", default=None, metavar="FILE", help="write each step's loss as JSON Lines")
-    t.add_argument("--log-every", type=positive_int, default=100, help="progress line every N steps (100)")
+    t.add_argument(
+        "--log", default=None, metavar="FILE", help="write each step's loss as JSON Lines"
+    )
+    t.add_argument(
+        "--log-every", type=positive_int, default=100, help="progress line every N steps (100)"
+    )
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="print names sampled from a checkpoint")
     s.add_argument("checkpoint", metavar="CKPT")
     s.add_argument("--num", type=nonnegative_int, default=20, help="how many (20)")
-    s.add_argument("--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)")
+    s.add_argument(
+        "--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)"
+    )
     s.add_argument("--prompt", default="", help="start every sample with this text")
     s.add_argument(
-        "--seed", type=int, default=None, help="seed (default: continue the checkpoint's random stream)"
+        "--seed",
+        type=int,
+        default=None,
+        help="seed (default: continue the checkpoint's random stream)",
     )
     s.set_defaults(func=cmd_sample)
 
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    learn_cli.register(sub)
     return parser
-
-
-# Other modules add subcommands here: each is called with the subparsers object.
-EXTRA_COMMANDS: list[Any] = []
 
 
 # --- train ---------------------------------------------------------------------------
@@ -290,7 +300,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
     save("end of training")
-    names = sample_many(run.model, run.tokenizer, run.rng, args.samples, args.temperature, args.prompt)
+    names = sample_many(
+        run.model, run.tokenizer, run.rng, args.samples, args.temperature, args.prompt
+    )
     for name in names:
         print(name)
     return 0

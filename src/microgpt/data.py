@@ -57,8 +57,7 @@ def parse_documents(raw: bytes, name: str) -> list[str]:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise UsageError(
-            f"{name}: line {line}, byte {column}: not valid UTF-8 "
-            f"(byte 0x{raw[exc.start]:02x})"
+            f"{name}: line {line}, byte {column}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
         ) from None
     docs = [line.strip() for line in text.strip().split("\n") if line.strip()]
     if not docs:
@@ -86,7 +85,9 @@ def fetch(url: str) -> Path:
         partial.write_bytes(raw)
         os.replace(partial, target)
     except OSError as exc:
-        raise UsageError(f"cannot write the download cache {folder}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"cannot write the download cache {folder}: {exc.strerror or exc}"
+        ) from None
     return target
 
 

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import TYPE_CHECKING
 
-try:
-    import cython
-except ModuleNotFoundError:  # interpreted without Cython installed
-    from microgpt import _cython_shim as cython  # type: ignore[no-redef]
+if TYPE_CHECKING:  # type checkers read the typed stand-in
+    from microgpt import _cython_shim as cython
+else:
+    try:
+        import cython
+    except ModuleNotFoundError:  # interpreted without Cython installed
+        from microgpt import _cython_shim as cython
 
 # True in the compiled extension, False when this file runs interpreted.
 COMPILED: bool = cython.compiled
@@ -58,13 +62,13 @@ class Value:
         # C fields of the compiled type; interpreted, `__slots__` is used.
         data = cython.declare(cython.double, visibility="public")
         grad = cython.declare(cython.double, visibility="public")
-        _a = cython.declare(Value, visibility="readonly")
-        _b = cython.declare(Value, visibility="readonly")
-        _da = cython.declare(cython.double, visibility="readonly")
-        _db = cython.declare(cython.double, visibility="readonly")
-        _op = cython.declare(str, visibility="readonly")
-        _mark = cython.declare(cython.longlong)
-        _next = cython.declare(cython.int)
+        _a: Value | None  # first child (None for a leaf)
+        _b: Value | None  # second child (None for fewer than two)
+        _da: cython.double  # d(self)/d(_a)
+        _db: cython.double  # d(self)/d(_b)
+        _op: str  # the op that made this node, for display
+        _mark: cython.longlong  # the backward() pass that last visited it
+        _next: cython.int  # which child the traversal looks at next
     else:
         __slots__ = ("data", "grad", "_a", "_b", "_da", "_db", "_op", "_mark", "_next")
 
@@ -192,7 +196,8 @@ class Value:
     @property
     def op(self) -> str:
         """The op that made this node ('' for a leaf)."""
-        return self._op
+        name: str = self._op
+        return name
 
     def topological_order(self) -> list[Value]:
         """Every node this one depends on, children before parents.
@@ -352,5 +357,7 @@ def _power(base: float, exponent: float) -> float:
     """`base ** exponent` as Python computes it for floats, errors included."""
     result = operator.pow(base, exponent)
     if isinstance(result, complex):
-        raise ValueError(f"cannot raise the negative number {base!r} to the fractional power {exponent!r}")
+        raise ValueError(
+            f"cannot raise the negative number {base!r} to the fractional power {exponent!r}"
+        )
     return float(result)

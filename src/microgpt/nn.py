@@ -9,8 +9,9 @@ dropout are available as options; the defaults reproduce the original.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 from microgpt.backend import engine
 from microgpt.errors import UsageError
@@ -46,9 +47,7 @@ class GPTConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive whole number, got {value!r}")
         if self.n_embd % self.n_head != 0:
-            raise UsageError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
-            )
+            raise UsageError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.norm not in NORMS:
             raise UsageError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.activation not in ACTIVATIONS:
@@ -199,9 +198,7 @@ class GPT:
                 if on_attention is not None:
                     on_attention(li, h, attn_weights)
                 # the weighted sum of the values, one output per dimension j
-                head_out = [
-                    dot(attn_weights, [v_t[j] for v_t in v_h]) for j in range(head_dim)
-                ]
+                head_out = [dot(attn_weights, [v_t[j] for v_t in v_h]) for j in range(head_dim)]
                 x_attn.extend(head_out)
             x = linear(x_attn, sd[f"layer{li}.attn_wo"])
             if drop:

@@ -106,9 +106,7 @@ class Run:
         self.step = step  # completed steps
 
     @classmethod
-    def start(
-        cls, docs: list[str], train_config: TrainConfig, **model_settings: Any
-    ) -> Run:
+    def start(cls, docs: list[str], train_config: TrainConfig, **model_settings: Any) -> Run:
         """A new run, drawing from the seeded random stream in the original's
         order: shuffle the documents, then initialise the weights."""
         rng = random.Random(train_config.seed)
