@@ -14,6 +14,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 double = float
 longlong = int
+uchar = int
 int = int  # noqa: A001 - mirrors cython.int
 Py_ssize_t = int
 

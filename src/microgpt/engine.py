@@ -33,8 +33,19 @@ COMPILED: bool = cython.compiled
 # The Cython that compiled this module (None when interpreted).
 CYTHON_VERSION: str | None = cython.__version__ if cython.compiled else None
 
-# Which op made a node: for display only (see `microgpt.inspect`).
-LEAF = ""
+# Which op made a node, for display only: nodes keep a small code, an index
+# into OP_NAMES (a pointer to a name string would make every node bigger).
+OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
+LEAF = cython.declare(cython.uchar, 0)
+ADD = cython.declare(cython.uchar, 1)
+MUL = cython.declare(cython.uchar, 2)
+POW = cython.declare(cython.uchar, 3)
+LOG = cython.declare(cython.uchar, 4)
+EXP = cython.declare(cython.uchar, 5)
+RELU = cython.declare(cython.uchar, 6)
+TANH = cython.declare(cython.uchar, 7)
+SIGMOID = cython.declare(cython.uchar, 8)
+GELU = cython.declare(cython.uchar, 9)
 
 # Each backward() pass marks the nodes it visits with a fresh epoch number,
 # so no per-pass `visited` set is needed.
@@ -66,7 +77,7 @@ class Value:
         _b: Value | None  # second child (None for fewer than two)
         _da: cython.double  # d(self)/d(_a)
         _db: cython.double  # d(self)/d(_b)
-        _op: str  # the op that made this node, for display
+        _op: cython.uchar  # the op that made this node (OP_NAMES), for display
         _mark: cython.longlong  # the backward() pass that last visited it
         _next: cython.int  # which child the traversal looks at next
     else:
@@ -77,7 +88,7 @@ class Value:
         data: float,
         children: tuple[Value, ...] = (),
         local_grads: tuple[float, ...] = (),
-        op: str = LEAF,
+        op: str = "",
     ) -> None:
         if len(children) != len(local_grads) or len(children) > 2:
             raise ValueError("a Value takes at most two children, each with one local gradient")
@@ -87,7 +98,7 @@ class Value:
         self._da = float(local_grads[0]) if len(local_grads) > 0 else 0.0
         self._b = children[1] if len(children) > 1 else None
         self._db = float(local_grads[1]) if len(local_grads) > 1 else 0.0
-        self._op = op
+        self._op = _op_code(op)
         self._mark = 0
         self._next = 0
 
@@ -96,42 +107,42 @@ class Value:
     def __add__(self, other: Value | float) -> Value:
         if isinstance(other, Value):
             o: Value = other
-            return _node2(self.data + o.data, self, 1.0, o, 1.0, "+")
+            return _node2(self.data + o.data, self, 1.0, o, 1.0, ADD)
         if isinstance(other, (int, float)):
             # a number is a constant: it needs no node of its own
             c: cython.double = other
-            return _node1(self.data + c, self, 1.0, "+")
+            return _node1(self.data + c, self, 1.0, ADD)
         return NotImplemented
 
     def __mul__(self, other: Value | float) -> Value:
         if isinstance(other, Value):
             o: Value = other
-            return _node2(self.data * o.data, self, o.data, o, self.data, "*")
+            return _node2(self.data * o.data, self, o.data, o, self.data, MUL)
         if isinstance(other, (int, float)):
             k: cython.double = other
-            return _node1(self.data * k, self, k, "*")
+            return _node1(self.data * k, self, k, MUL)
         return NotImplemented
 
     def __pow__(self, other: float) -> Value:
         if not isinstance(other, (int, float)):
             return NotImplemented
-        return _node1(_power(self.data, other), self, other * _power(self.data, other - 1), "**")
+        return _node1(_power(self.data, other), self, other * _power(self.data, other - 1), POW)
 
     def log(self) -> Value:
         x: cython.double = self.data
-        return _node1(math.log(x), self, 1.0 / x, "log")
+        return _node1(math.log(x), self, 1.0 / x, LOG)
 
     def exp(self) -> Value:
         e: cython.double = math.exp(self.data)
-        return _node1(e, self, e, "exp")
+        return _node1(e, self, e, EXP)
 
     def relu(self) -> Value:
         x: cython.double = self.data
-        return _node1(x if x > 0.0 else 0.0, self, 1.0 if x > 0.0 else 0.0, "relu")
+        return _node1(x if x > 0.0 else 0.0, self, 1.0 if x > 0.0 else 0.0, RELU)
 
     def tanh(self) -> Value:
         t: cython.double = math.tanh(self.data)
-        return _node1(t, self, 1.0 - t * t, "tanh")
+        return _node1(t, self, 1.0 - t * t, TANH)
 
     def sigmoid(self) -> Value:
         x: cython.double = self.data
@@ -141,14 +152,14 @@ class Value:
         else:  # the same value, without overflowing exp() for very negative x
             e: cython.double = math.exp(x)
             s = e / (1.0 + e)
-        return _node1(s, self, s * (1.0 - s), "sigmoid")
+        return _node1(s, self, s * (1.0 - s), SIGMOID)
 
     def gelu(self) -> Value:
         # tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         x: cython.double = self.data
         t: cython.double = math.tanh(_GELU_C * (x + 0.044715 * x * x * x))
         dt: cython.double = (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
-        return _node1(0.5 * x * (1.0 + t), self, 0.5 * (1.0 + t) + 0.5 * x * dt, "gelu")
+        return _node1(0.5 * x * (1.0 + t), self, 0.5 * (1.0 + t) + 0.5 * x * dt, GELU)
 
     # --- ops written in terms of the ones above, as the original does ------
 
@@ -196,8 +207,7 @@ class Value:
     @property
     def op(self) -> str:
         """The op that made this node ('' for a leaf)."""
-        name: str = self._op
-        return name
+        return OP_NAMES[self._op]
 
     def topological_order(self) -> list[Value]:
         """Every node this one depends on, children before parents.
@@ -221,17 +231,21 @@ class Value:
             if node._next == 0:
                 node._next = 1
                 child = node._a
-            elif node._next == 1:
+                if child is not None and child._mark != epoch:
+                    child._mark = epoch
+                    child._next = 0
+                    stack.append(child)
+                    continue
+            if node._next == 1:
                 node._next = 2
                 child = node._b
-            else:
-                stack.pop()
-                order.append(node)
-                continue
-            if child is not None and child._mark != epoch:
-                child._mark = epoch
-                child._next = 0
-                stack.append(child)
+                if child is not None and child._mark != epoch:
+                    child._mark = epoch
+                    child._next = 0
+                    stack.append(child)
+                    continue
+            stack.pop()
+            order.append(node)
         return order
 
     def backward(self) -> None:
@@ -280,7 +294,7 @@ _GELU_C = cython.declare(cython.double, math.sqrt(2.0 / math.pi))
 
 @cython.cfunc
 @cython.inline
-def _node1(data: cython.double, a: Value, da: cython.double, op: str) -> Value:
+def _node1(data: cython.double, a: Value, da: cython.double, op: cython.uchar) -> Value:
     """A new node with one child (a number operand needs no node of its own)."""
     out: Value = Value.__new__(Value)
     out.data = data
@@ -298,7 +312,12 @@ def _node1(data: cython.double, a: Value, da: cython.double, op: str) -> Value:
 @cython.cfunc
 @cython.inline
 def _node2(
-    data: cython.double, a: Value, da: cython.double, b: Value, db: cython.double, op: str
+    data: cython.double,
+    a: Value,
+    da: cython.double,
+    b: Value,
+    db: cython.double,
+    op: cython.uchar,
 ) -> Value:
     """A new node with two children (the same node may be both, as in x*x)."""
     out: Value = Value.__new__(Value)
@@ -330,11 +349,11 @@ def dot(ws: list[Value], xs: list[Value]) -> Value:
     for i in range(n):
         w = ws[i]
         x = xs[i]
-        prod = _node2(w.data * x.data, w, x.data, x, w.data, "*")
+        prod = _node2(w.data * x.data, w, x.data, x, w.data, MUL)
         if i == 0:
-            acc = _node1(prod.data + 0.0, prod, 1.0, "+")  # sum() starts with 0 + first
+            acc = _node1(prod.data + 0.0, prod, 1.0, ADD)  # sum() starts with 0 + first
         else:
-            acc = _node2(acc.data + prod.data, acc, 1.0, prod, 1.0, "+")
+            acc = _node2(acc.data + prod.data, acc, 1.0, prod, 1.0, ADD)
     return acc
 
 
@@ -345,12 +364,21 @@ def vsum(vs: list[Value]) -> Value:
     if n == 0:
         raise ValueError("vsum() of an empty list")
     v: Value = vs[0]
-    acc: Value = _node1(v.data + 0.0, v, 1.0, "+")
+    acc: Value = _node1(v.data + 0.0, v, 1.0, ADD)
     i: cython.Py_ssize_t
     for i in range(1, n):
         v = vs[i]
-        acc = _node2(acc.data + v.data, acc, 1.0, v, 1.0, "+")
+        acc = _node2(acc.data + v.data, acc, 1.0, v, 1.0, ADD)
     return acc
+
+
+def _op_code(name: str) -> int:
+    """The code of an op name, registering a new (hand-written) op's name."""
+    if name not in OP_NAMES:
+        if len(OP_NAMES) >= 256:
+            raise ValueError("too many distinct op names (at most 256)")
+        OP_NAMES.append(name)
+    return OP_NAMES.index(name)
 
 
 def _power(base: float, exponent: float) -> float:

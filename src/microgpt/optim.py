@@ -41,12 +41,17 @@ class Adam:
     def step(self, step: int, lr_t: float) -> None:
         """Apply the update of (0-based) `step` with learning rate `lr_t`."""
         beta1, beta2, eps = self.beta1, self.beta2, self.eps
+        # Per-step constants, computed once: the same floats the original
+        # recomputes for every parameter.
+        one_minus_beta1, one_minus_beta2 = 1 - beta1, 1 - beta2
+        bias1, bias2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
         m, v = self.m, self.v
         for i, p in enumerate(self.params):
-            m[i] = beta1 * m[i] + (1 - beta1) * p.grad
-            v[i] = beta2 * v[i] + (1 - beta2) * p.grad**2
-            m_hat = m[i] / (1 - beta1 ** (step + 1))
-            v_hat = v[i] / (1 - beta2 ** (step + 1))
+            g = p.grad
+            m[i] = beta1 * m[i] + one_minus_beta1 * g
+            v[i] = beta2 * v[i] + one_minus_beta2 * g**2
+            m_hat = m[i] / bias1
+            v_hat = v[i] / bias2
             p.data -= lr_t * m_hat / (v_hat**0.5 + eps)
             p.grad = 0.0
 
