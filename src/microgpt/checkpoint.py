@@ -66,6 +66,8 @@ def check_writable(path: str | Path) -> None:
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise UsageError(f"--out {path} is a directory; give a file name")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise UsageError(f"--out {path}: folder {folder} does not exist")
     try:
@@ -88,6 +90,9 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp makes the file private (0600); give it the permissions a
+        # plain open() would, or keep those of the checkpoint it replaces.
+        os.fchmod(fd, _file_mode(target))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, allow_nan=False, separators=(",", ":"))
             f.flush()
@@ -107,6 +112,15 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
             os.close(dir_fd)
     except OSError:
         pass  # not every platform can fsync a folder
+
+
+def _file_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 # --- reading -----------------------------------------------------------------
@@ -169,6 +183,8 @@ def load(path: str | Path) -> Checkpoint:
         raise UsageError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     try:
         raw = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise UsageError(f"{path}: not a valid checkpoint (nested too deeply)") from None
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{path}: not a valid checkpoint (JSON error at line {exc.lineno}, column "
@@ -213,14 +229,18 @@ def _validate(raw: Any, path: str | Path) -> None:
     vocab = raw["vocab"]
     if not isinstance(vocab, str) or not vocab or len(vocab) > MAX_VOCAB:
         raise bad("vocab must be a non-empty string")
+    if list(vocab) != sorted(set(vocab)):
+        raise bad("vocab must be distinct characters in sorted order")
     config = _config(raw, "model", GPTConfig.from_dict, path)
     train = _config(raw, "training", TrainConfig.from_dict, path)
+    _check_training(train, bad)
     if config.vocab_size != len(vocab) + 1:
         raise bad(f"vocab has {len(vocab)} characters but vocab_size is {config.vocab_size}")
-    shapes = expected_shapes(config)
-    total = sum(r * c for r, c in shapes.values())
+    # Counted from the settings alone, before any list is built for them.
+    total = parameter_count(config)
     if total > MAX_PARAMS:
         raise bad(f"declares {total:,} parameters (more than the {MAX_PARAMS:,} allowed)")
+    shapes = expected_shapes(config)
     step = raw["step"]
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= train.steps:
         raise bad(f"step {step!r} is outside 0..{train.steps}")
@@ -245,8 +265,41 @@ def _validate(raw: Any, path: str | Path) -> None:
     except (TypeError, ValueError):
         raise bad("rng_state is not a saved Python random state") from None
     data = raw["data"]
-    if not isinstance(data, dict) or not isinstance(data.get("source"), str):
-        raise bad("data must name its source")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("source"), str)
+        or not isinstance(data.get("sha256"), str)
+    ):
+        raise bad("data must name its source and fingerprint")
+
+
+def _check_training(train: TrainConfig, bad: Any) -> None:
+    """The optimiser settings a checkpoint can hold, as the command line allows them."""
+    for name in ("lr", "eps"):
+        value = getattr(train, name)
+        if not _is_float(value) or not value > 0.0:
+            raise bad(f"training {name} must be a positive number, got {value!r}")
+    for name in ("beta1", "beta2"):
+        value = getattr(train, name)
+        if not _is_float(value) or not 0.0 <= value < 1.0:
+            raise bad(f"training {name} must be at least 0 and below 1, got {value!r}")
+    if train.grad_clip is not None and not _is_float(train.grad_clip):
+        raise bad(f"training grad_clip must be a number, got {train.grad_clip!r}")
+
+
+def _is_float(value: Any) -> bool:
+    """A finite number (an int counts: `TrainConfig(lr=1)` is a fine setting)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def parameter_count(config: GPTConfig) -> int:
+    """How many weights a model of this shape has (no lists built)."""
+    c = config
+    embeddings = (2 * c.vocab_size + c.block_size) * c.n_embd
+    per_layer = 4 * c.n_embd * c.n_embd + 2 * 4 * c.n_embd * c.n_embd
+    return embeddings + c.n_layer * per_layer
 
 
 def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:

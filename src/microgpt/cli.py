@@ -9,17 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
+import shlex
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import IO, Any, NoReturn
 
 import microgpt
 from microgpt import checkpoint, learn_cli
-from microgpt.data import DEFAULT_DATA, load_documents
+from microgpt.data import DEFAULT_DATA, is_url, load_documents
 from microgpt.errors import UsageError
 from microgpt.sample import check_prompt, check_temperature, sample_many
 from microgpt.train import NonFiniteLoss, Run, TrainConfig, documents_fingerprint
@@ -148,7 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)"
     )
     t.add_argument("--prompt", default="", help="start every sample with this text")
-    t.add_argument("--out", default=None, help="save a checkpoint (JSON) here at the end")
+    t.add_argument(
+        "--out",
+        default=None,
+        metavar="CKPT",
+        help="save a checkpoint (JSON) here at the end (with --resume: the resumed file)",
+    )
     t.add_argument("--save-every", type=positive_int, default=None, help="also save every N steps")
     t.add_argument("--resume", default=None, metavar="CKPT", help="continue a saved run")
     t.add_argument(
@@ -209,79 +218,90 @@ def _settings(args: argparse.Namespace, flags: dict[str, tuple[Any, Any, str]]) 
 
 def cmd_train(args: argparse.Namespace) -> int:
     err = sys.stderr
-    if args.out is not None:
-        checkpoint.check_writable(args.out)
+    # A resumed run keeps saving where it was saved unless told otherwise.
+    out = args.out if args.out is not None else args.resume
     model_settings = _settings(args, MODEL_FLAGS)
     train_settings = _settings(args, TRAIN_FLAGS)
 
+    # Everything that can be wrong with the input is checked before the first
+    # line of output and before any file is touched.
+    if out is not None:
+        checkpoint.check_writable(out)
+    if args.log is not None:
+        _check_log_writable(args.log)
     if args.resume is not None:
         ckpt = checkpoint.load(args.resume)
         _check_resume_flags(ckpt, model_settings, train_settings)
         data_source = args.data if args.data is not None else ckpt.data["source"]
-        docs = load_documents(data_source)
+        docs = _load_resumed_documents(args.resume, data_source, given=args.data is not None)
         fingerprint = documents_fingerprint(docs)
-        if fingerprint != ckpt.data.get("sha256"):
+        if fingerprint != ckpt.data["sha256"]:
             raise UsageError(
                 f"--resume {args.resume}: the data ({data_source}) is not the data this run "
                 f"was trained on; pass the original with --data"
             )
         run = ckpt.run(docs)
     else:
+        _check_heads(model_settings)
         data_source = args.data if args.data is not None else DEFAULT_DATA
         docs = load_documents(data_source)
         fingerprint = documents_fingerprint(docs)
         run = Run.start(docs, TrainConfig(**train_settings), **model_settings)
+    # Saved as an absolute path, so that --resume works from any folder.
+    recorded_source = data_source
+    if data_source != DEFAULT_DATA and not is_url(data_source):
+        recorded_source = os.path.abspath(data_source)
 
     config = run.model.config
     if args.samples:
         check_prompt(args.prompt, run.tokenizer, config.block_size)
-    too_long = sum(1 for d in docs if len(d) + 1 > config.block_size)
+    log = _open_log(args.log, run.step if args.resume is not None else None)
+
+    total = run.train_config.steps
     print(
         f"{version_text()}\ndata: {data_source} ({len(docs)} documents, vocabulary "
         f"{run.tokenizer.vocab_size}); parameters: {len(run.model.params)}; "
-        f"steps {run.step + 1}..{run.train_config.steps}",
+        + (f"steps {run.step + 1}..{total}" if not run.done else f"all {total} steps done"),
         file=err,
     )
-    if too_long:
-        print(
-            f"note: {too_long} document(s) are longer than block_size - 1 = "
-            f"{config.block_size - 1} characters; as in the original, training uses only "
-            f"their first {config.block_size} predictions",
-            file=err,
-        )
+    note = truncation_note(docs, config.block_size)
+    if note:
+        print(note, file=err)
 
     def save(reason: str) -> None:
-        if args.out is not None:
-            checkpoint.save(run, args.out, data_source, fingerprint)
-            print(f"saved {args.out} at step {run.step} ({reason})", file=err)
-
-    log: IO[str] | None = None
-    if args.log is not None:
+        if out is None:
+            return
+        if log is not None:
+            # The log must hold every step the checkpoint holds, even if the
+            # process is killed right after the checkpoint is written.
+            log.flush()
+            os.fsync(log.fileno())
         try:
-            log = open(args.log, "a" if args.resume else "w", encoding="utf-8")  # noqa: SIM115
+            checkpoint.save(run, out, recorded_source, fingerprint)
         except OSError as exc:
-            raise UsageError(f"--log {args.log}: cannot open: {exc.strerror or exc}") from None
+            raise TrainingFailed(
+                f"cannot save checkpoint {out} at step {run.step}: {exc.strerror or exc}"
+            ) from None
+        print(f"saved {out} at step {run.step} ({reason})", file=err)
 
     start_step, started = run.step, time.perf_counter()
-    total = run.train_config.steps
     try:
         with _Interrupt() as interrupt:
             while not run.done:
                 if interrupt.requested:
                     save("interrupted")
                     how = (
-                        f"resume with: microgpt train --resume {args.out}"
-                        if args.out
+                        f"resume with: {_resume_command(args, out)}"
+                        if out is not None
                         else "nothing saved (no --out given)"
                     )
                     print(f"interrupted after step {run.step}/{total}; {how}", file=err)
                     return EXIT_INTERRUPTED
                 lr_t = run.lr_at(run.step)
-                try:
-                    loss = run.train_step()
-                except NonFiniteLoss as exc:
+                loss = _train_step(run)
+                if isinstance(loss, str):
                     save("last good step")
-                    print(f"microgpt: error: {exc}", file=err)
+                    print(f"microgpt: error: {loss} (try a smaller --lr or --grad-clip)", file=err)
                     return EXIT_FAILED
                 if log is not None:
                     log.write(json.dumps({"step": run.step, "loss": loss, "lr": lr_t}) + "\n")
@@ -296,16 +316,147 @@ def cmd_train(args: argparse.Namespace) -> int:
                         f"{rate:.1f} steps/s | ETA {_duration(eta)}",
                         file=err,
                     )
+            save("end of training")
     finally:
         if log is not None:
             log.close()
-    save("end of training")
     names = sample_many(
         run.model, run.tokenizer, run.rng, args.samples, args.temperature, args.prompt
     )
     for name in names:
         print(name)
     return 0
+
+
+class TrainingFailed(Exception):
+    """Training cannot go on (e.g. a checkpoint cannot be written): exit status 1."""
+
+
+def _train_step(run: Run) -> float | str:
+    """One training step: its loss, or why it failed if the loss is not a
+    finite number (the run is then left at its last good step)."""
+    rng_state = run.rng.getstate()  # a failed forward pass may have drawn dropout masks
+    try:
+        return run.train_step()
+    except NonFiniteLoss as exc:
+        why = str(exc)
+    except (ArithmeticError, ValueError) as exc:
+        # Huge weights make math.log(0) or math.exp overflow raise instead of
+        # returning inf: the same failure as a non-finite loss.
+        if isinstance(exc, ValueError) and "math domain error" not in str(exc):
+            raise
+        if _raised_in_update(exc):
+            raise TrainingFailed(
+                f"the update of step {run.step + 1} overflowed ({exc}); training stopped and "
+                f"this state is not saved (try a smaller --lr or --grad-clip)"
+            ) from None
+        why = f"the loss overflowed at step {run.step + 1} ({exc}); training stopped"
+    run.rng.setstate(rng_state)
+    return why
+
+
+def _raised_in_update(exc: BaseException) -> bool:
+    """Whether `exc` came from the optimiser, which may have updated some
+    weights already (the forward pass changes nothing)."""
+    return any(
+        frame.filename.endswith("optim.py") for frame in traceback.extract_tb(exc.__traceback__)
+    )
+
+
+def truncation_note(docs: list[str], block_size: int) -> str:
+    """A note on documents that do not fit in the context, or ''."""
+    too_long = [d for d in docs if len(d) >= block_size]
+    if not too_long:
+        return ""
+    longest = max(len(d) for d in too_long)
+    return (
+        f"note: {len(too_long)} of {len(docs)} documents have {block_size} or more characters "
+        f"(longest {longest}) and are truncated, as in the original: training predicts only "
+        f"their first {block_size} characters, never where they end (a --block-size of "
+        f"{longest + 1} would fit them all)"
+    )
+
+
+def _check_heads(model_settings: dict[str, Any]) -> None:
+    n_embd = model_settings.get("n_embd", MODEL_FLAGS["n_embd"][1])
+    n_head = model_settings.get("n_head", MODEL_FLAGS["n_head"][1])
+    if n_embd % n_head != 0:
+        raise UsageError(
+            f"--n-embd {n_embd} is not divisible by --n-head {n_head} "
+            f"(the heads split the embedding evenly)"
+        )
+
+
+def _load_resumed_documents(ckpt_path: str, source: str, given: bool) -> list[str]:
+    if given:
+        return load_documents(source)
+    try:
+        return load_documents(source)
+    except UsageError as exc:
+        raise UsageError(
+            f"--resume {ckpt_path}: cannot read the run's data ({exc}); pass it with --data"
+        ) from None
+
+
+def _check_log_writable(path: str) -> None:
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--log {path} is a directory; give a file name")
+    folder = target.parent
+    if not folder.is_dir():
+        raise UsageError(f"--log {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"--log {path}: not writable")
+
+
+def _open_log(path: str | None, resumed_step: int | None) -> IO[str] | None:
+    """Open the loss log: a new one, or on --resume the old one cut back to the
+    checkpoint's step (a killed run may have logged steps it never saved)."""
+    if path is None:
+        return None
+    try:
+        if resumed_step is None:
+            return open(path, "w", encoding="utf-8")  # noqa: SIM115
+        keep = _log_bytes_through(path, resumed_step)
+        if keep is not None:
+            os.truncate(path, keep)
+        return open(path, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"--log {path}: cannot open: {exc.strerror or exc}") from None
+
+
+def _log_bytes_through(path: str, last_step: int) -> int | None:
+    """How many leading bytes of the log hold whole entries up to `last_step`
+    (None if there is no log yet)."""
+    keep = 0
+    try:
+        with open(path, "rb") as old:
+            for line in old:
+                try:
+                    step = json.loads(line)["step"]
+                except (ValueError, TypeError, KeyError):
+                    break  # a line torn by a kill, or not a log entry: cut here
+                if not line.endswith(b"\n") or not isinstance(step, int) or step > last_step:
+                    break
+                keep += len(line)
+    except FileNotFoundError:
+        return None
+    return keep
+
+
+def _resume_command(args: argparse.Namespace, out: str) -> str:
+    """The command that continues this run with the same output settings."""
+    words = ["microgpt", "train", "--resume", out]
+    if args.save_every:
+        words += ["--save-every", str(args.save_every)]
+    if args.log is not None:
+        words += ["--log", args.log]
+    defaults = {"samples": 20, "temperature": 0.5, "prompt": "", "log_every": 100}
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        if value != default:
+            words += ["--" + name.replace("_", "-"), str(value)]
+    return shlex.join(words)
 
 
 def _check_resume_flags(
@@ -355,8 +506,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"microgpt: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingFailed as exc:
+        print(f"microgpt: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("microgpt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 0  # e.g. `microgpt sample ... | head`
+        # e.g. `microgpt sample ... | head`: the reader is gone, which is fine.
+        # Point stdout at devnull so the flush at exit does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        # The system refused something mid-run (disk full, file gone...).
+        print(f"microgpt: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -59,6 +59,9 @@ def parse_documents(raw: bytes, name: str) -> list[str]:
         raise UsageError(
             f"{name}: line {line}, byte {column}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
         ) from None
+    # The original reads its file in text mode, which turns "\r\n" and a lone
+    # "\r" into "\n" before splitting; do the same so the documents match.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     docs = [line.strip() for line in text.strip().split("\n") if line.strip()]
     if not docs:
         raise UsageError(f"{name}: no documents (the file is empty or only blank lines)")
@@ -76,6 +79,8 @@ def fetch(url: str) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raise UsageError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise UsageError(f"cannot download {url}: {reason}") from None

@@ -16,13 +16,23 @@ def check_temperature(temperature: float) -> None:
 
 def check_prompt(prompt: str, tokenizer: Tokenizer, block_size: int) -> list[int]:
     """The prompt's token ids; it must fit in the context after BOS."""
-    ids = tokenizer.encode(prompt)
-    if len(ids) > block_size - 1:
+    for position, ch in enumerate(prompt, start=1):
+        if ch not in tokenizer.chars:
+            raise UsageError(
+                f"prompt {prompt!r}: character {ch!r} (position {position}) never occurs in "
+                f"the training data, whose characters are {_shorten(tokenizer.chars)!r}"
+            )
+    if len(prompt) > block_size - 1:
         raise UsageError(
-            f"prompt {prompt!r} is {len(ids)} characters; at most {block_size - 1} fit "
+            f"prompt {prompt!r} has {len(prompt)} characters but at most {block_size - 1} fit "
             f"(block_size {block_size}, one position is taken by the start token)"
         )
-    return ids
+    return tokenizer.encode(prompt)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    """`text`, cut with an ellipsis if long, so an error message stays one line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sample(
