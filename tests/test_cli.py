@@ -1,0 +1,181 @@
+"""`python -m microgpt` end to end: what a user sees on stdout and stderr.
+
+Every command runs in a real subprocess with the engine this test run uses.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import microgpt
+from microgpt import checkpoint
+from microgpt.data import load_documents
+from microgpt.sample import sample_many
+from microgpt.train import Run, TrainConfig
+
+DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
+# A model small enough to train in a blink with either engine.
+TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
+TINY_SETTINGS = {"n_embd": 8, "n_head": 2, "block_size": 8}
+
+
+def microgpt_cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "microgpt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A tiny run trained to the end with --out: its checkpoint and stdout."""
+    folder = tmp_path_factory.mktemp("trained")
+    data = folder / "names.txt"
+    data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    ckpt = folder / "ckpt.json"
+    result = ok(
+        microgpt_cli("train", "--data", data, "--steps", 4, *TINY, "--samples", 6, "--out", ckpt)
+    )
+    return {"ckpt": ckpt, "stdout": result.stdout, "data": data}
+
+
+def vocabulary() -> set[str]:
+    return set("".join(DOCS))
+
+
+def test_train_prints_exactly_the_samples_on_stdout(data_file: Path) -> None:
+    result = ok(
+        microgpt_cli(
+            "train", "--data", data_file, "--steps", 3, *TINY, "--samples", 5, "--log-every", 1
+        )
+    )
+    names = result.stdout.split("\n")
+    assert names[-1] == ""  # every name ends its line, nothing follows
+    names = names[:-1]
+    assert len(names) == 5
+    for name in names:
+        assert set(name) <= vocabulary(), name
+    # Progress goes to stderr, one line per step here, with rate and ETA.
+    progress = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split("|")[0].split()[1] for line in progress] == ["1/3", "2/3", "3/3"]
+    for line in progress:
+        assert "loss " in line and "steps/s" in line and "ETA" in line
+
+
+def test_zero_samples_prints_nothing(data_file: Path) -> None:
+    result = ok(microgpt_cli("train", "--data", data_file, "--steps", 2, *TINY, "--samples", 0))
+    assert result.stdout == ""
+    assert "step 2/2" in result.stderr
+
+
+def test_log_holds_every_step_loss_exactly(data_file: Path, tmp_path: Path) -> None:
+    log = tmp_path / "losses.jsonl"
+    ok(microgpt_cli("train", "--data", data_file, "--steps", 4, *TINY, "--log", log))
+    lines = log.read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line) for line in lines]
+
+    run = Run.start(load_documents(str(data_file)), TrainConfig(steps=4), **TINY_SETTINGS)
+    expected = [run.train_step() for _ in range(4)]
+
+    assert [e["step"] for e in entries] == [1, 2, 3, 4]
+    # The float64 loss itself, not a rounded copy: compare bit patterns.
+    assert [e["loss"].hex() for e in entries] == [loss.hex() for loss in expected]
+    for line, loss in zip(lines, expected):
+        assert f'"loss": {loss!r}' in line
+
+
+def test_version() -> None:
+    result = ok(microgpt_cli("--version"))
+    assert result.stdout.startswith(f"microgpt {microgpt.__version__} (engine: ")
+    assert result.stderr == ""
+
+
+def test_prompt_starts_every_sample(data_file: Path) -> None:
+    result = ok(
+        microgpt_cli(
+            "train", "--data", data_file, "--steps", 2, *TINY, "--samples", 6, "--prompt", "an"
+        )
+    )
+    names = result.stdout.splitlines()
+    assert len(names) == 6
+    assert all(name.startswith("an") for name in names), names
+
+
+def test_sample_without_seed_repeats_what_train_printed(trained: dict[str, object]) -> None:
+    # The checkpoint saved at the end keeps the random stream where training
+    # left it, so sampling it continues exactly as `train` did.
+    result = ok(microgpt_cli("sample", trained["ckpt"], "--num", 6))
+    assert result.stdout == trained["stdout"]
+    assert result.stdout.count("\n") == 6
+
+
+def test_sample_with_seed_is_reproducible(trained: dict[str, object]) -> None:
+    first = ok(microgpt_cli("sample", trained["ckpt"], "--num", 5, "--seed", 7))
+    again = ok(microgpt_cli("sample", trained["ckpt"], "--num", 5, "--seed", 7))
+    assert first.stdout == again.stdout
+    ckpt = checkpoint.load(trained["ckpt"])  # type: ignore[arg-type]
+    expected = sample_many(ckpt.model(), ckpt.tokenizer, random.Random(7), 5, 0.5)
+    assert first.stdout.splitlines() == expected
+
+
+def test_sample_prompt_and_num(trained: dict[str, object]) -> None:
+    result = ok(microgpt_cli("sample", trained["ckpt"], "--num", 4, "--prompt", "da"))
+    names = result.stdout.splitlines()
+    assert len(names) == 4 and all(name.startswith("da") for name in names), names
+    assert ok(microgpt_cli("sample", trained["ckpt"], "--num", 0)).stdout == ""
+
+
+def test_bundled_dataset_when_data_is_omitted() -> None:
+    result = ok(microgpt_cli("train", "--steps", 2, *TINY, "--samples", 3))
+    assert "data: names (" in result.stderr
+    names = result.stdout.splitlines()
+    assert len(names) == 3
+    assert all(set(name) <= set("abcdefghijklmnopqrstuvwxyz") for name in names), names
+
+
+def test_progress_lines_follow_log_every(data_file: Path) -> None:
+    result = ok(microgpt_cli("train", "--data", data_file, "--steps", 6, *TINY, "--log-every", 4))
+    steps = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert steps == ["1/6", "4/6", "6/6"]  # the first, every 4th, and the last
+
+
+def test_long_documents_are_a_note_not_an_error(tmp_path: Path) -> None:
+    data = tmp_path / "long.txt"
+    data.write_text("ab\nabcdefghijkl\nabcdefghij\n", encoding="utf-8")
+    result = ok(microgpt_cli("train", "--data", data, "--steps", 2, *TINY, "--samples", 1))
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1
+    note = notes[0]
+    # Says how many, the limit, that they are truncated like the original, and the fix.
+    assert "2 of 3 documents" in note
+    assert "8 or more characters" in note
+    assert "truncated, as in the original" in note
+    assert "--block-size of 13" in note
+    assert result.stdout.count("\n") == 1
+
+
+def test_help_goes_to_stdout() -> None:
+    result = ok(microgpt_cli("train", "--help"))
+    assert "--resume" in result.stdout and "--save-every" in result.stdout
