@@ -1,0 +1,167 @@
+"""Gradient checking: are the gradients from `backward()` right?
+
+The chain rule is only as good as each op's local gradient. A finite
+difference needs no derivative at all: nudge one input up and down by `eps`,
+recompute the output, and the slope is
+
+    (f(x + eps) - f(x - eps)) / (2 eps)
+
+If that agrees with `backward()` for every input, the local gradients are
+right (for these inputs). It costs two forward passes per input, which is why
+`backward()` exists, and why a model is checked on a sample of its weights.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Value = Any  # a microgpt.Value of the active engine (both have the same interface)
+
+DEFAULT_EPS = 1e-6
+DEFAULT_TOLERANCE = 1e-4
+# A gradient this small counts as this size when computing a relative error:
+# the finite difference of a float64 loss is only good to about 1e-9 (rounding
+# in f, divided by 2 eps), so relative errors of near-zero gradients are noise.
+SMALLEST_SCALE = 1e-4
+
+
+@dataclass(frozen=True)
+class GradCheckRow:
+    """One input: the gradient from backward() and the finite difference."""
+
+    index: int
+    name: str
+    analytic: float
+    numeric: float
+
+    @property
+    def rel_error(self) -> float:
+        """|analytic - numeric| / max(|analytic|, |numeric|, SMALLEST_SCALE)."""
+        scale = max(abs(self.analytic), abs(self.numeric), SMALLEST_SCALE)
+        return abs(self.analytic - self.numeric) / scale
+
+
+@dataclass(frozen=True)
+class GradCheckResult:
+    """Every input's row, and the verdict."""
+
+    rows: list[GradCheckRow]
+    tolerance: float
+
+    @property
+    def worst(self) -> GradCheckRow:
+        """The row with the largest relative error (NaN counts as largest)."""
+        return max(self.rows, key=lambda r: _sort_key(r.rel_error))
+
+    @property
+    def max_rel_error(self) -> float:
+        return self.worst.rel_error
+
+    @property
+    def passed(self) -> bool:
+        # written so that a NaN error fails
+        return all(r.rel_error <= self.tolerance for r in self.rows)
+
+    def table(self, heading: str = "input") -> str:
+        """The rows as a text table, then one PASS/FAIL line."""
+        width = max([len(heading)] + [len(r.name) for r in self.rows])
+        lines = [f"{heading:<{width}}  {'analytic':>14}  {'numeric':>14}  {'rel error':>9}"]
+        for r in self.rows:
+            mark = "" if r.rel_error <= self.tolerance else "  <-- wrong"
+            lines.append(
+                f"{r.name:<{width}}  {r.analytic:>14.6e}  {r.numeric:>14.6e}  "
+                f"{r.rel_error:>9.1e}{mark}"
+            )
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"{verdict}: worst relative error {self.max_rel_error:.1e} at {self.worst.name} "
+            f"(tolerance {self.tolerance:.0e}, {len(self.rows)} inputs checked)"
+        )
+
+
+def _sort_key(error: float) -> float:
+    return float("inf") if error != error else error  # NaN sorts last
+
+
+def gradcheck(
+    f: Callable[[list[Value]], Value],
+    inputs: Sequence[Value],
+    eps: float = DEFAULT_EPS,
+    names: Sequence[str] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> GradCheckResult:
+    """Compare `backward()` with central finite differences.
+
+    `f(inputs)` must build a scalar `Value` from the inputs, afresh on every
+    call: it is called once for backward() and twice per input with that
+    input's `.data` nudged by +-eps (and put back afterwards). The inputs'
+    `.grad` are reset to zero first and hold the analytic gradients after.
+    """
+    inputs = list(inputs)
+    if names is None:
+        names = [f"input {i}" for i in range(len(inputs))]
+    if len(names) != len(inputs):
+        raise ValueError(f"{len(names)} names for {len(inputs)} inputs")
+    if not inputs:
+        raise ValueError("gradcheck needs at least one input")
+
+    for x in inputs:
+        x.grad = 0.0
+    out = f(inputs)
+    out.backward()
+    analytic = [x.grad for x in inputs]
+
+    rows = []
+    for i, x in enumerate(inputs):
+        original = x.data
+        try:
+            x.data = original + eps
+            up = f(inputs).data
+            x.data = original - eps
+            down = f(inputs).data
+        finally:
+            x.data = original
+        # divide by the step actually taken: x + eps is rounded to a float
+        step = (original + eps) - (original - eps)
+        rows.append(GradCheckRow(i, names[i], analytic[i], (up - down) / step))
+    return GradCheckResult(rows, tolerance)
+
+
+def gradcheck_model(
+    state_dict: Mapping[str, list[list[Value]]],
+    loss: Callable[[], Value],
+    per_matrix: int = 2,
+    seed: int = 0,
+    eps: float = DEFAULT_EPS,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> GradCheckResult:
+    """Check a model's gradients on `per_matrix` random weights of each matrix.
+
+    `loss()` computes the model's loss from its current weights (for example
+    `lambda: run.loss(doc)`); nudging a weight's `.data` changes what it
+    computes next. All weights' `.grad` are zero afterwards, as an optimiser
+    step would leave them, so checking does not disturb training.
+    """
+    rng = random.Random(seed)
+    chosen: list[Value] = []
+    names: list[str] = []
+    for name, matrix in state_dict.items():
+        cells = [(i, j) for i in range(len(matrix)) for j in range(len(matrix[i]))]
+        for i, j in rng.sample(cells, min(per_matrix, len(cells))):
+            chosen.append(matrix[i][j])
+            names.append(f"{name}[{i}][{j}]")
+    everything = [p for matrix in state_dict.values() for row in matrix for p in row]
+    for p in everything:
+        p.grad = 0.0  # backward() adds to .grad: start from zero
+    try:
+        return gradcheck(lambda _: loss(), chosen, eps, names, tolerance)
+    finally:
+        for p in everything:
+            p.grad = 0.0
