@@ -126,7 +126,17 @@ class Value:
     def __pow__(self, other: float) -> Value:
         if not isinstance(other, (int, float)):
             return NotImplemented
-        return _node1(_power(self.data, other), self, other * _power(self.data, other - 1), POW)
+        x: cython.double = self.data
+        k: cython.double = other
+        if x > 0.0 and -_EXACT_INT < k < _EXACT_INT:
+            # The common case, straight through (libm's pow, as Python uses);
+            # k - 1.0 is exact here, as other - 1 is in the original.
+            out: cython.double = x**k
+            d: cython.double = k * x ** (k - 1.0)
+            if out < _INF and -_INF < d < _INF:
+                return _node1(out, self, d, POW)
+        # Everything else (0, negatives, overflow) with Python's semantics and errors.
+        return _node1(_power(x, other), self, other * _power(x, other - 1), POW)
 
     def log(self) -> Value:
         x: cython.double = self.data
@@ -220,13 +230,12 @@ class Value:
         _epoch += 1
         epoch: cython.longlong = _epoch
         order: list[Value] = []
-        stack: list[Value] = [self]
-        self._mark = epoch
-        self._next = 0
-        node: Value
+        ancestors: list[Value] = []  # the path from self down to `node`
+        node: Value = self
         child: Value | None
-        while stack:
-            node = stack[-1]
+        node._mark = epoch
+        node._next = 0
+        while True:
             # _next: which child to look at next (0: first, 1: second, 2: done)
             if node._next == 0:
                 node._next = 1
@@ -234,7 +243,8 @@ class Value:
                 if child is not None and child._mark != epoch:
                     child._mark = epoch
                     child._next = 0
-                    stack.append(child)
+                    ancestors.append(node)
+                    node = child
                     continue
             if node._next == 1:
                 node._next = 2
@@ -242,10 +252,13 @@ class Value:
                 if child is not None and child._mark != epoch:
                     child._mark = epoch
                     child._next = 0
-                    stack.append(child)
+                    ancestors.append(node)
+                    node = child
                     continue
-            stack.pop()
-            order.append(node)
+            order.append(node)  # all its children are done: emit it
+            if not ancestors:
+                break
+            node = ancestors.pop()
         return order
 
     def backward(self) -> None:
@@ -290,6 +303,9 @@ class Value:
 
 
 _GELU_C = cython.declare(cython.double, math.sqrt(2.0 / math.pi))
+_INF = cython.declare(cython.double, math.inf)
+# Below 2**53 in size a whole-number exponent converts to a float exactly.
+_EXACT_INT = cython.declare(cython.double, 2.0**53)
 
 
 @cython.cfunc
@@ -370,6 +386,48 @@ def vsum(vs: list[Value]) -> Value:
         v = vs[i]
         acc = _node2(acc.data + v.data, acc, 1.0, v, 1.0, ADD)
     return acc
+
+
+def adam_update(
+    params: list[Value],
+    m: list[float],
+    v: list[float],
+    lr_t: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    bias1: float,
+    bias2: float,
+) -> None:
+    """One Adam step over every parameter, then its gradient reset to zero.
+
+    `m` and `v` are the running first and second moments; `bias1` and `bias2`
+    are `1 - beta1**t` and `1 - beta2**t`. This is the loop that
+    `microgpt.optim.Adam` runs (in the original's float operations, in its
+    order); it lives beside `Value` so that the compiled engine runs it over
+    the C fields directly instead of through Python attributes.
+    """
+    n: cython.Py_ssize_t = len(params)
+    if len(m) != n or len(v) != n:
+        raise ValueError("adam_update: params, m and v must have the same length")
+    i: cython.Py_ssize_t
+    p: Value
+    g: cython.double
+    m_i: cython.double
+    v_i: cython.double
+    m_hat: cython.double
+    v_hat: cython.double
+    for i in range(n):
+        p = params[i]
+        g = p.grad
+        m_i = beta1 * m[i] + (1 - beta1) * g
+        v_i = beta2 * v[i] + (1 - beta2) * g**2
+        m[i] = m_i
+        v[i] = v_i
+        m_hat = m_i / bias1
+        v_hat = v_i / bias2
+        p.data -= lr_t * m_hat / (v_hat**0.5 + eps)
+        p.grad = 0.0
 
 
 def _op_code(name: str) -> int:

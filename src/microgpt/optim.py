@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from microgpt.backend import engine
 from microgpt.errors import UsageError
+
+adam_update = engine.adam_update
 
 
 class Adam:
@@ -39,21 +42,19 @@ class Adam:
         self.v = [0.0] * len(params)  # second moment (mean of squared gradients)
 
     def step(self, step: int, lr_t: float) -> None:
-        """Apply the update of (0-based) `step` with learning rate `lr_t`."""
-        beta1, beta2, eps = self.beta1, self.beta2, self.eps
-        # Per-step constants, computed once: the same floats the original
-        # recomputes for every parameter.
-        one_minus_beta1, one_minus_beta2 = 1 - beta1, 1 - beta2
-        bias1, bias2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
-        m, v = self.m, self.v
-        for i, p in enumerate(self.params):
-            g = p.grad
-            m[i] = beta1 * m[i] + one_minus_beta1 * g
-            v[i] = beta2 * v[i] + one_minus_beta2 * g**2
-            m_hat = m[i] / bias1
-            v_hat = v[i] / bias2
-            p.data -= lr_t * m_hat / (v_hat**0.5 + eps)
-            p.grad = 0.0
+        """Apply the update of (0-based) `step` with learning rate `lr_t`.
+
+        For each parameter p with gradient g (see `engine.adam_update`):
+            m = beta1 * m + (1 - beta1) * g
+            v = beta2 * v + (1 - beta2) * g**2
+            p.data -= lr_t * (m / bias1) / ((v / bias2)**0.5 + eps)
+        then g is reset to 0.
+        """
+        bias1 = 1 - self.beta1 ** (step + 1)  # bias corrections: the moments start at 0
+        bias2 = 1 - self.beta2 ** (step + 1)
+        adam_update(
+            self.params, self.m, self.v, lr_t, self.beta1, self.beta2, self.eps, bias1, bias2
+        )
 
 
 def linear_decay(lr: float, step: int, num_steps: int) -> float:
