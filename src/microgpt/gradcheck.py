@@ -22,9 +22,10 @@ Value = Any  # a microgpt.Value of the active engine (both have the same interfa
 
 DEFAULT_EPS = 1e-6
 DEFAULT_TOLERANCE = 1e-4
-# A gradient this small counts as this size when computing a relative error:
-# the finite difference of a float64 loss is only good to about 1e-9 (rounding
-# in f, divided by 2 eps), so relative errors of near-zero gradients are noise.
+# Gradients smaller than this are compared on this scale instead of their own:
+# a finite difference of a float64 loss is only good to about 1e-9 (rounding
+# in f, divided by 2 eps), so the relative error of a near-zero gradient
+# would measure that noise, not the gradient.
 SMALLEST_SCALE = 1e-4
 
 

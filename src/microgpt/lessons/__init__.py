@@ -1,7 +1,8 @@
 """Lessons: short programs that each show one idea, with numbers to check.
 
-Run one with `microgpt lesson NAME` or `python -m microgpt.lessons.NAME`;
-read its source next to the output. In order:
+Run one with `microgpt lesson NAME` or `python -m microgpt.lessons.NAME`,
+and read its source next to what it prints. `LESSONS` lists them in the order
+they build on each other.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any
 
 from microgpt import Value
 from microgpt.data import load_documents
+from microgpt.errors import UsageError
 from microgpt.nn import linear, softmax
 from microgpt.train import Run, TrainConfig
 
@@ -73,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= len(args.name) <= BLOCK_SIZE - 1:
         parser.error(f"--name must be 1 to {BLOCK_SIZE - 1} characters (the GPT's context)")
 
+    # The GPT of part 2 (one layer, one head), made first to check the name
+    docs = load_documents()
+    run = Run.start(docs, TrainConfig(), n_head=1, n_embd=8, block_size=BLOCK_SIZE)
+    try:
+        tokens = [run.tokenizer.bos, *run.tokenizer.encode(args.name)]
+    except UsageError as exc:  # a character the names never use
+        parser.error(str(exc))
+
     # Part 1: one head from scratch, on 5 random vectors of size 4
     rng = random.Random(0)
 
@@ -87,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print_matrix(weights, [f"pos {t}" for t in range(length)])
     print()
 
-    # Part 2: the GPT itself (one layer, one head)
-    docs = load_documents()
-    run = Run.start(docs, TrainConfig(), n_head=1, n_embd=8, block_size=BLOCK_SIZE)
-    tokens = [run.tokenizer.bos, *run.tokenizer.encode(args.name)]
+    # Part 2: the GPT's own attention weights
     gpt_weights = run.model.attention_weights(tokens)[0][0]  # layer 0, head 0
     labels = ["BOS" if i == run.tokenizer.bos else run.tokenizer.chars[i] for i in tokens]
     print(f"Part 2: an untrained GPT (1 layer, 1 head) reading BOS + {args.name!r}.")

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step:4d}  loss {loss.data:.4f}")
 
     print()
-    print(f"{'input':>8}  {'target':>6}  {'output':>7}  verdict")
+    print(f"{'input':<7}  {'target':>6}  {'output':>7}  verdict")
     for x, target in POINTS:
         out = model(x).data
         verdict = "correct" if classified(out, target) else "wrong"
