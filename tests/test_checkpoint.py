@@ -153,6 +153,16 @@ def test_a_failed_write_leaves_the_previous_checkpoint(
     assert checkpoint.load(saved).step == 2
 
 
+def test_a_diverged_run_is_not_saved(saved: Path) -> None:
+    before = saved.read_bytes()
+    run = new_run()
+    run.optimizer.v[5] = float("inf")
+    with pytest.raises(checkpoint.UnsavableRun, match=r"v\['wte'\] holds inf"):
+        save(run, saved)
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt.json"]
+
+
 # A training run whose second checkpoint write stops halfway and hangs, so the
 # test can SIGKILL it at exactly that point.
 HANG_IN_SECOND_SAVE = """

@@ -80,9 +80,23 @@ def check_writable(path: str | Path) -> None:
         raise UsageError(f"--out {path}: the file is not writable")
 
 
+class UnsavableRun(Exception):
+    """The run holds a NaN or infinite number, which no checkpoint may hold."""
+
+
 def save(run: Run, path: str | Path, data_source: str, data_fingerprint: str) -> None:
-    """Write the run to `path` atomically (temp file, fsync, rename)."""
-    write_json_atomic(path, run_to_dict(run, data_source, data_fingerprint))
+    """Write the run to `path` atomically (temp file, fsync, rename).
+
+    Raises `UnsavableRun`, leaving `path` as it was, if a weight or an Adam
+    moment is not a finite number (the run diverged)."""
+    saved = run_to_dict(run, data_source, data_fingerprint)
+    for what, mats in (("weights", saved["weights"]), *saved["adam"].items()):
+        for name, mat in mats.items():
+            for row in mat:
+                for x in row:
+                    if not math.isfinite(x):
+                        raise UnsavableRun(f"{what}[{name!r}] holds {x!r}")
+    write_json_atomic(path, saved)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

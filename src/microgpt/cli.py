@@ -282,6 +282,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise TrainingFailed(
                 f"cannot save checkpoint {out} at step {run.step}: {exc.strerror or exc}"
             ) from None
+        except checkpoint.UnsavableRun as exc:
+            raise TrainingFailed(
+                f"cannot save checkpoint {out} at step {run.step}: the run diverged "
+                f"({exc}); {out} is left as it was"
+            ) from None
         print(f"saved {out} at step {run.step} ({reason})", file=err)
 
     start_step, started = run.step, time.perf_counter()
@@ -300,8 +305,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 lr_t = run.lr_at(run.step)
                 loss = _train_step(run)
                 if isinstance(loss, str):
-                    save("last good step")
-                    print(f"microgpt: error: {loss} (try a smaller --lr or --grad-clip)", file=err)
+                    hint = "try a smaller --lr or --grad-clip"
+                    try:
+                        save("last good step")
+                    except TrainingFailed as exc:
+                        # The update before the bad loss already broke the weights.
+                        raise TrainingFailed(f"{loss}; {exc} ({hint})") from None
+                    print(f"microgpt: error: {loss} ({hint})", file=err)
                     return EXIT_FAILED
                 if log is not None:
                     log.write(json.dumps({"step": run.step, "loss": loss, "lr": lr_t}) + "\n")
@@ -350,7 +360,7 @@ def _train_step(run: Run) -> float | str:
                 f"the update of step {run.step + 1} overflowed ({exc}); training stopped and "
                 f"this state is not saved (try a smaller --lr or --grad-clip)"
             ) from None
-        why = f"the loss overflowed at step {run.step + 1} ({exc}); training stopped"
+        why = f"the loss became inf ({exc}) at step {run.step + 1}; training stopped"
     run.rng.setstate(rng_state)
     return why
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from importlib import resources
 from pathlib import Path
 
@@ -76,6 +74,11 @@ def fetch(url: str) -> Path:
     target = folder / f"{digest}-{basename}"
     if target.exists():
         return target
+    # Imported here: urllib pulls in http and email, which would slow the start
+    # of every command for the one that downloads.
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             raw = response.read()
