@@ -33,7 +33,7 @@ COMPILED: bool = cython.compiled
 # The Cython that compiled this module (None when interpreted).
 CYTHON_VERSION: str | None = cython.__version__ if cython.compiled else None
 
-# Which op made a node, for display only: nodes keep a small code, an index
+# Which op made a node, for display only (see `microgpt.graph`): nodes keep a small code, an index
 # into OP_NAMES (a pointer to a name string would make every node bigger).
 OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
 LEAF = cython.declare(cython.uchar, 0)
@@ -77,9 +77,10 @@ class Value:
         _b: Value | None  # second child (None for fewer than two)
         _da: cython.double  # d(self)/d(_a)
         _db: cython.double  # d(self)/d(_b)
-        _op: cython.uchar  # the op that made this node (OP_NAMES), for display
         _mark: cython.longlong  # the backward() pass that last visited it
-        _next: cython.int  # which child the traversal looks at next
+        _next: cython.uchar  # which child the traversal looks at next
+        _op: cython.uchar  # the op that made this node (OP_NAMES), for display
+        # (in this order the struct is 80 bytes, a size class of CPython's allocator)
     else:
         __slots__ = ("data", "grad", "_a", "_b", "_da", "_db", "_op", "_mark", "_next")
 
