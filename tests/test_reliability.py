@@ -197,6 +197,18 @@ TRAIN_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
         ["--out", "afile is a file, not a folder"],
     ),
     "output is a folder": (lambda w: ["--out", w], ["--out", "is a directory"]),
+    "output over the data file": (
+        lambda w: ["--out", w / "names.txt"],
+        ["names.txt exists and is not a microgpt checkpoint; refusing to overwrite it"],
+    ),
+    "log over the data file": (
+        lambda w: ["--log", w / "names.txt"],
+        ["names.txt is the same file as", "give the log its own file"],
+    ),
+    "log over the checkpoint": (
+        lambda w: ["--log", w / "existing.json"],
+        ["existing.json is the same file as"],
+    ),
     "log under a regular file": (
         lambda w: ["--log", w / "afile" / "log.jsonl"],
         ["--log", "does not exist"],
@@ -229,14 +241,14 @@ def test_bad_train_input_is_one_line_and_changes_nothing(
     workspace: dict[str, Path], case: str, tmp_path: Path
 ) -> None:
     make_args, fragments = TRAIN_CASES[case]
-    ckpt, log = workspace["ckpt"], workspace["log"]
-    before = ckpt.read_bytes(), log.read_bytes()
+    ckpt, log, data = workspace["ckpt"], workspace["log"], workspace["data"]
+    before = ckpt.read_bytes(), log.read_bytes(), data.read_bytes()
     # The case's own flags come last, so they win over these defaults.
     args = ["--data", workspace["data"], "--steps", 3, *TINY, "--out", ckpt, "--log", log]
     env = {**os.environ, "MICROGPT_CACHE": str(tmp_path / "cache")}
     result = microgpt_cli("train", *args, *make_args(workspace["dir"]), env=env)
     assert_one_line_error(result, *fragments)
-    assert (ckpt.read_bytes(), log.read_bytes()) == before
+    assert (ckpt.read_bytes(), log.read_bytes(), data.read_bytes()) == before
     assert not (tmp_path / "cache").exists()  # nothing was downloaded or cached
 
 

@@ -78,6 +78,21 @@ def check_writable(path: str | Path) -> None:
         raise UsageError(f"--out {path}: cannot write in {folder}: {exc.strerror or exc}") from None
     if target.exists() and not os.access(target, os.W_OK):
         raise UsageError(f"--out {path}: the file is not writable")
+    if target.is_file() and not _looks_like_checkpoint(target):
+        # e.g. `--out names.txt`: never overwrite the user's other files.
+        raise UsageError(
+            f"--out {path} exists and is not a microgpt checkpoint; refusing to overwrite it"
+        )
+
+
+def _looks_like_checkpoint(path: Path) -> bool:
+    """Whether `path` is empty or starts like a checkpoint (only its head is read)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return not head or f'"{FORMAT}"'.encode() in head
 
 
 class UnsavableRun(Exception):
@@ -106,7 +121,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     try:
         # mkstemp makes the file private (0600); give it the permissions a
         # plain open() would, or keep those of the checkpoint it replaces.
-        os.fchmod(fd, _file_mode(target))
+        if hasattr(os, "fchmod"):  # not on every platform
+            os.fchmod(fd, _file_mode(target))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, allow_nan=False, separators=(",", ":"))
             f.flush()

@@ -229,6 +229,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint.check_writable(out)
     if args.log is not None:
         _check_log_writable(args.log)
+        _check_log_is_not(args.log, [args.data, out, args.resume])
     if args.resume is not None:
         ckpt = checkpoint.load(args.resume)
         _check_resume_flags(ckpt, model_settings, train_settings)
@@ -283,9 +284,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"cannot save checkpoint {out} at step {run.step}: {exc.strerror or exc}"
             ) from None
         except checkpoint.UnsavableRun as exc:
+            kept = f"{out} is left as it was" if os.path.exists(out) else "nothing was saved"
             raise TrainingFailed(
-                f"cannot save checkpoint {out} at step {run.step}: the run diverged "
-                f"({exc}); {out} is left as it was"
+                f"cannot save checkpoint {out} at step {run.step}: the run diverged ({exc}); {kept}"
             ) from None
         print(f"saved {out} at step {run.step} ({reason})", file=err)
 
@@ -417,6 +418,20 @@ def _check_log_writable(path: str) -> None:
         raise UsageError(f"--log {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UsageError(f"--log {path}: not writable")
+
+
+def _check_log_is_not(log: str, others: list[str | None]) -> None:
+    """--log truncates its file: it must not be the data or a checkpoint."""
+    for other in others:
+        if other is not None and not is_url(other) and _same_file(log, other):
+            raise UsageError(f"--log {log} is the same file as {other}; give the log its own file")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _open_log(path: str | None, resumed_step: int | None) -> IO[str] | None:
