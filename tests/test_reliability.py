@@ -526,3 +526,31 @@ def test_save_every_bounds_the_work_lost_to_a_kill(tmp_path: Path) -> None:
     # The log already holds every step the checkpoint holds.
     logged = [json.loads(line)["step"] for line in log.read_text().splitlines()[:saved]]
     assert logged == list(range(1, saved + 1))
+
+
+@pytest.mark.parametrize("signum, with_out", [(signal.SIGTERM, True), (signal.SIGINT, False)])
+def test_stop_signal_between_steps(tmp_path: Path, signum: int, with_out: bool) -> None:
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    ckpt = tmp_path / "ckpt.json"
+    out = ["--out", ckpt] if with_out else []
+    child = start_cli("train", "--data", data, "--steps", LONG_STEPS, *TINY, "--log-every", 1, *out)
+    stderr = lines_of(child.stderr)
+    seen: list[str] = []
+    try:
+        progress = wait_for_progress(stderr, 1, seen)
+        child.send_signal(signum)
+        child.wait(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    messages = drain(stderr, seen)
+    assert child.returncode == 128 + signum, messages
+    assert "Traceback" not in messages
+    if with_out:
+        stopped = checkpoint.load(ckpt).step
+        assert progress <= stopped < LONG_STEPS
+        assert f"resume with: microgpt train --resume {ckpt}\n" in messages
+    else:
+        assert "; nothing saved (no --out given)" in messages
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]

@@ -191,24 +191,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Interrupt:
-    """Turns the first Ctrl-C into a flag checked between steps, so a step is
-    never left half applied; a second Ctrl-C stops at once."""
+    """Turns the first Ctrl-C (or SIGTERM, as sent by `kill` and job
+    schedulers) into a flag checked between steps, so a step is never left
+    half applied; a second one stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.requested: int | None = None  # the signal received
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
+        if self.requested is not None:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested = signum
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number, as a shell reports a process it stopped."""
+        return 128 + (self.requested or signal.SIGINT)
 
 
 def _settings(args: argparse.Namespace, flags: dict[str, tuple[Any, Any, str]]) -> dict[str, Any]:
@@ -225,13 +235,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # Everything that can be wrong with the input is checked before the first
     # line of output and before any file is touched.
+    ckpt = checkpoint.load(args.resume) if args.resume is not None else None
     if out is not None:
         checkpoint.check_writable(out)
     if args.log is not None:
         _check_log_writable(args.log)
         _check_log_is_not(args.log, [args.data, out, args.resume])
-    if args.resume is not None:
-        ckpt = checkpoint.load(args.resume)
+    if ckpt is not None:
         _check_resume_flags(ckpt, model_settings, train_settings)
         data_source = args.data if args.data is not None else ckpt.data["source"]
         docs = _load_resumed_documents(args.resume, data_source, given=args.data is not None)
@@ -294,7 +304,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with _Interrupt() as interrupt:
             while not run.done:
-                if interrupt.requested:
+                if interrupt.requested is not None:
                     save("interrupted")
                     how = (
                         f"resume with: {_resume_command(args, out)}"
@@ -302,7 +312,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         else "nothing saved (no --out given)"
                     )
                     print(f"interrupted after step {run.step}/{total}; {how}", file=err)
-                    return EXIT_INTERRUPTED
+                    return interrupt.exit_status
                 lr_t = run.lr_at(run.step)
                 loss = _train_step(run)
                 if isinstance(loss, str):
@@ -476,7 +486,7 @@ def _resume_command(args: argparse.Namespace, out: str) -> str:
         words += ["--save-every", str(args.save_every)]
     if args.log is not None:
         words += ["--log", args.log]
-    defaults = {"samples": 20, "temperature": 0.5, "prompt": "", "log_every": 100}
+    defaults = {"samples": 20, "temperature": 0.5, "prompt": ""}
     for name, default in defaults.items():
         value = getattr(args, name)
         if value != default:
