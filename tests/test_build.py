@@ -83,3 +83,34 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 def test_readme_main_command_installs_and_trains() -> None:
     assert readme_block_after("Install and train") == "pip install . && microgpt train"
+
+
+def test_without_a_compiler_the_install_falls_back_to_pure_and_says_so(tmp_path: Path) -> None:
+    # CC=false: every compile fails, as on a machine with no C compiler.
+    source = tmp_path / "src-copy"
+    shutil.copytree(
+        REPO_ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", "build", "dist", ".venv*", "*.so", "__pycache__"),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICROGPT_")}
+    command = [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation"]
+    fallback = subprocess.run(
+        [*command, "-w", str(tmp_path / "a"), str(source)],
+        env={**env, "CC": "false"},
+        capture_output=True,
+        text=True,
+    )
+    assert fallback.returncode == 0, fallback.stderr[-2000:]
+    assert "installing the pure-Python engine" in fallback.stdout + fallback.stderr
+    (wheel,) = (tmp_path / "a").glob("microgpt-*.whl")
+    assert not any(n.endswith((".so", ".pyd")) for n in zipfile.ZipFile(wheel).namelist())
+
+    required = subprocess.run(
+        [*command, "-w", str(tmp_path / "b"), str(source)],
+        env={**env, "CC": "false", "MICROGPT_REQUIRE_EXTENSIONS": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert required.returncode != 0  # CI's switch: no silent fallback
+    assert not list((tmp_path / "b").glob("*.whl"))
