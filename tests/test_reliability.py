@@ -554,3 +554,17 @@ def test_stop_signal_between_steps(tmp_path: Path, signum: int, with_out: bool) 
     else:
         assert "; nothing saved (no --out given)" in messages
         assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only folder")
+def test_read_only_output_folder_fails_before_training(tmp_path: Path) -> None:
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = microgpt_cli("train", "--data", data, *TINY, "--out", locked / "c.json")
+    finally:
+        locked.chmod(0o700)
+    assert_one_line_error(result, f"--out {locked / 'c.json'}: cannot write in {locked}")
