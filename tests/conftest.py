@@ -7,8 +7,10 @@ the interpreted one. Every test sees the engine that `microgpt` selected.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -44,3 +46,21 @@ def golden(parity_dir: Path) -> dict[str, object]:
         elif line.startswith("sample "):
             samples.append(line.split(": ", 1)[1])
     return {"losses": losses, "samples": samples}
+
+
+def both_engines() -> tuple[ModuleType, ModuleType | None]:
+    """The interpreted engine and the compiled one, loaded side by side.
+
+    The compiled one is None only in a MICROGPT_PURE=1 run on an install
+    without it; in the compiled run its absence is a failure (ImportError).
+    """
+    pure = importlib.import_module("microgpt.engine")  # always the .py module
+    assert pure.COMPILED is False
+    try:
+        compiled = importlib.import_module("microgpt._engine")
+    except ImportError:
+        if PURE_REQUESTED:
+            return pure, None
+        raise
+    assert compiled.COMPILED is True
+    return pure, compiled

@@ -9,13 +9,12 @@ makes hypothesis reject the example.
 
 from __future__ import annotations
 
-import importlib
 import math
 from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import PURE_REQUESTED
+from conftest import both_engines
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -165,16 +164,11 @@ def test_gradients_match_central_finite_differences(program: tuple[list[float], 
         assert abs(numeric - leaf.grad) <= tolerance, (n, numeric, leaf.grad)
 
 
-@pytest.fixture(scope="module")
-def both_engines() -> tuple[ModuleType, ModuleType]:
-    pure = importlib.import_module("microgpt.engine")  # always the interpreted module
-    try:
-        compiled = importlib.import_module("microgpt._engine")
-    except ImportError:
-        if PURE_REQUESTED:
-            pytest.skip("the compiled extension is not installed (MICROGPT_PURE=1 run)")
-        raise  # in the compiled run its absence is a failure
-    assert pure.COMPILED is False and compiled.COMPILED is True
+@pytest.fixture(scope="module", name="both_engines")
+def both_engines_fixture() -> tuple[ModuleType, ModuleType]:
+    pure, compiled = both_engines()
+    if compiled is None:
+        pytest.skip("the compiled extension is not installed (MICROGPT_PURE=1 run)")
     return pure, compiled
 
 

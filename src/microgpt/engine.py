@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # type checkers read the typed stand-in
@@ -86,19 +87,32 @@ class Value:
 
     def __init__(
         self,
-        data: float,
-        children: tuple[Value, ...] = (),
-        local_grads: tuple[float, ...] = (),
+        data: int | float,
+        children: Sequence[Value] = (),
+        local_grads: Sequence[int | float] = (),
         op: str = "",
     ) -> None:
-        if len(children) != len(local_grads) or len(children) > 2:
+        # Checked by hand, so that both engines accept and refuse the same things.
+        if not isinstance(data, (int, float)):
+            raise TypeError(f"Value data must be a number, not {type(data).__name__}")
+        if not isinstance(op, str):
+            raise TypeError(f"op must be a str, not {type(op).__name__}")
+        kids = tuple(children)
+        grads = tuple(local_grads)
+        if len(kids) != len(grads) or len(kids) > 2:
             raise ValueError("a Value takes at most two children, each with one local gradient")
+        for kid in kids:
+            if not isinstance(kid, Value):
+                raise TypeError(f"children must be Values, not {type(kid).__name__}")
+        for local in grads:
+            if not isinstance(local, (int, float)):
+                raise TypeError(f"local gradients must be numbers, not {type(local).__name__}")
         self.data = float(data)
         self.grad = 0.0
-        self._a = children[0] if len(children) > 0 else None
-        self._da = float(local_grads[0]) if len(local_grads) > 0 else 0.0
-        self._b = children[1] if len(children) > 1 else None
-        self._db = float(local_grads[1]) if len(local_grads) > 1 else 0.0
+        self._a = kids[0] if len(kids) > 0 else None
+        self._da = float(grads[0]) if len(grads) > 0 else 0.0
+        self._b = kids[1] if len(kids) > 1 else None
+        self._db = float(grads[1]) if len(grads) > 1 else 0.0
         self._op = _op_code(op)
         self._mark = 0
         self._next = 0
@@ -278,6 +292,11 @@ class Value:
     def __repr__(self) -> str:
         return f"Value(data={self.data!r}, grad={self.grad!r})"
 
+    def __reduce__(self) -> str:
+        # A node drags its whole graph along; save weights as data instead
+        # (microgpt.checkpoint writes JSON).
+        raise TypeError("Value objects cannot be pickled or copied; save .data instead")
+
     def __dealloc__(self) -> None:
         # Compiled only. Freeing a node frees its children recursively in C,
         # so a very deep graph would overflow the C stack. Past a modest depth,
@@ -350,12 +369,14 @@ def _node2(
     return out
 
 
-def dot(ws: list[Value], xs: list[Value]) -> Value:
+def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     """`sum(w * x for w, x in zip(ws, xs))`, built node for node as Python
     builds it: the products, and a running sum that starts from the number 0.
     The same graph and the same float operations, without the interpreter's
     overhead per node when compiled."""
-    n: cython.Py_ssize_t = min(len(ws), len(xs))
+    w_list: list[Value] = ws if isinstance(ws, list) else list(ws)
+    x_list: list[Value] = xs if isinstance(xs, list) else list(xs)
+    n: cython.Py_ssize_t = min(len(w_list), len(x_list))
     if n == 0:
         raise ValueError("dot() of empty vectors")
     i: cython.Py_ssize_t
@@ -364,8 +385,8 @@ def dot(ws: list[Value], xs: list[Value]) -> Value:
     prod: Value
     acc: Value = Value.__new__(Value)  # replaced on the first iteration
     for i in range(n):
-        w = ws[i]
-        x = xs[i]
+        w = w_list[i]
+        x = x_list[i]
         prod = _node2(w.data * x.data, w, x.data, x, w.data, MUL)
         if i == 0:
             acc = _node1(prod.data + 0.0, prod, 1.0, ADD)  # sum() starts with 0 + first
@@ -374,9 +395,10 @@ def dot(ws: list[Value], xs: list[Value]) -> Value:
     return acc
 
 
-def vsum(vs: list[Value]) -> Value:
-    """`sum(vs)` for a non-empty list of Values, built node for node as
+def vsum(values: Sequence[Value]) -> Value:
+    """`sum(values)` for a non-empty list of Values, built node for node as
     Python's sum() builds it (starting from the number 0)."""
+    vs: list[Value] = values if isinstance(values, list) else list(values)
     n: cython.Py_ssize_t = len(vs)
     if n == 0:
         raise ValueError("vsum() of an empty list")
