@@ -298,8 +298,9 @@ def test_bad_checkpoint_is_refused(saved: Path, case: str) -> None:
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("", "JSON error at line 1, column 1"),
-        ("hello", "JSON error at line 1, column 1"),
+        ("", "not a valid checkpoint (the file is empty)"),
+        ("hello", "not a valid checkpoint (not JSON: Expecting value at line 1, column 1)"),
+        ('{"format": "microgpt-checkpoint", "vers', "stops short at line 1, column 35"),
         ("[1, 2]", "not a microgpt checkpoint"),
         ('{"weights": [NaN]}', "NaN"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
@@ -345,7 +346,9 @@ def test_cli_refuses_bad_checkpoints_in_one_line(saved: Path, tmp_path: Path) ->
 
     truncated = tmp_path / "truncated.json"
     truncated.write_text(before.decode()[: len(before) // 2], encoding="utf-8")
-    assert_one_line_error(microgpt_cli("sample", truncated), str(truncated), "truncated?")
+    assert_one_line_error(
+        microgpt_cli("sample", truncated), str(truncated), "stops short", "is the file truncated?"
+    )
 
     binary = tmp_path / "binary.json"
     binary.write_bytes(b"\x80\x04\x95")

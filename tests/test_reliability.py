@@ -211,7 +211,11 @@ TRAIN_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
     ),
     "log under a regular file": (
         lambda w: ["--log", w / "afile" / "log.jsonl"],
-        ["--log", "does not exist"],
+        ["--log", "afile is a file, not a folder"],
+    ),
+    "log in a missing folder": (
+        lambda w: ["--log", w / "nofolder" / "log.jsonl"],
+        ["--log", "nofolder does not exist"],
     ),
     "resume a missing checkpoint": (
         lambda w: ["--resume", w / "nope.json"],
@@ -256,7 +260,7 @@ SAMPLE_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
     "missing checkpoint": (lambda w: [w / "nope.json"], ["checkpoint not found:", "nope.json"]),
     "data file as checkpoint": (
         lambda w: [w / "names.txt"],
-        ["names.txt: not a valid checkpoint (JSON error at line 1, column 1"],
+        ["names.txt: not a valid checkpoint (not JSON: Expecting value at line 1, column 1)"],
     ),
     "prompt outside the vocabulary": (
         lambda w: [w / "existing.json", "--prompt", "Q"],

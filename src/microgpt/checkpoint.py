@@ -216,10 +216,14 @@ def load(path: str | Path) -> Checkpoint:
     except RecursionError:
         raise UsageError(f"{path}: not a valid checkpoint (nested too deeply)") from None
     except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{path}: not a valid checkpoint (JSON error at line {exc.lineno}, column "
-            f"{exc.colno}: {exc.msg}; is the file truncated?)"
-        ) from None
+        where = f"line {exc.lineno}, column {exc.colno}"
+        if not text.strip():
+            why = "the file is empty"
+        elif exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            why = f"the JSON stops short at {where}: is the file truncated?"
+        else:
+            why = f"not JSON: {exc.msg} at {where}"
+        raise UsageError(f"{path}: not a valid checkpoint ({why})") from None
     except ValueError as exc:
         raise UsageError(f"{path}: {exc}") from None
     _validate(raw, path)

@@ -424,6 +424,8 @@ def _check_log_writable(path: str) -> None:
     if target.is_dir():
         raise UsageError(f"--log {path} is a directory; give a file name")
     folder = target.parent
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--log {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise UsageError(f"--log {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
