@@ -15,7 +15,6 @@ import shlex
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -354,34 +353,12 @@ class TrainingFailed(Exception):
 
 
 def _train_step(run: Run) -> float | str:
-    """One training step: its loss, or why it failed if the loss is not a
-    finite number (the run is then left at its last good step)."""
-    rng_state = run.rng.getstate()  # a failed forward pass may have drawn dropout masks
+    """One training step: its loss, or why it failed if the loss or a gradient
+    is not a finite number (the run is then left at its last good step)."""
     try:
         return run.train_step()
     except NonFiniteLoss as exc:
-        why = str(exc)
-    except (ArithmeticError, ValueError) as exc:
-        # Huge weights make math.log(0) or math.exp overflow raise instead of
-        # returning inf: the same failure as a non-finite loss.
-        if isinstance(exc, ValueError) and "math domain error" not in str(exc):
-            raise
-        if _raised_in_update(exc):
-            raise TrainingFailed(
-                f"the update of step {run.step + 1} overflowed ({exc}); training stopped and "
-                f"this state is not saved (try a smaller --lr or --grad-clip)"
-            ) from None
-        why = f"the loss became inf ({exc}) at step {run.step + 1}; training stopped"
-    run.rng.setstate(rng_state)
-    return why
-
-
-def _raised_in_update(exc: BaseException) -> bool:
-    """Whether `exc` came from the optimiser, which may have updated some
-    weights already (the forward pass changes nothing)."""
-    return any(
-        frame.filename.endswith("optim.py") for frame in traceback.extract_tb(exc.__traceback__)
-    )
+        return str(exc)
 
 
 def truncation_note(docs: list[str], block_size: int) -> str:

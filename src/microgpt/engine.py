@@ -423,6 +423,7 @@ def adam_update(
     bias2: float,
 ) -> None:
     """One Adam step over every parameter, then its gradient reset to zero.
+    Raises FloatingPointError, changing nothing, if a gradient is NaN or inf.
 
     `m` and `v` are the running first and second moments; `bias1` and `bias2`
     are `1 - beta1**t` and `1 - beta2**t`. This is the loop that
@@ -435,6 +436,10 @@ def adam_update(
         raise ValueError("adam_update: params, m and v must have the same length")
     i: cython.Py_ssize_t
     p: Value
+    for i in range(n):  # a NaN or infinite gradient would spoil the moments for good
+        p = params[i]
+        if not -_INF < p.grad < _INF:
+            raise FloatingPointError(f"the gradient of parameter {i} is {p.grad!r}")
     g: cython.double
     m_i: cython.double
     v_i: cython.double

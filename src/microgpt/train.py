@@ -55,10 +55,11 @@ class TrainConfig:
 
 
 class NonFiniteLoss(Exception):
-    """The loss of a step is NaN or infinite; that step was not applied."""
+    """A step's loss or gradients are NaN or infinite; the step was not applied."""
 
-    def __init__(self, step: int, loss: float) -> None:
-        super().__init__(f"the loss became {loss!r} at step {step}; training stopped")
+    def __init__(self, step: int, loss: float, reason: str = "") -> None:
+        what = f"the loss became {loss!r}" if not reason else reason
+        super().__init__(f"{what} at step {step}; training stopped")
         self.step = step
         self.loss = loss
 
@@ -148,21 +149,38 @@ class Run:
     def train_step(self) -> float:
         """Train on the next document; returns the step's loss.
 
-        Raises `NonFiniteLoss` before changing anything if the loss is NaN or
-        infinite, so the run still holds the last good state.
+        If the loss or a gradient is NaN or infinite, raises `NonFiniteLoss`
+        and changes nothing (weights, moments, random stream, step), so the
+        run still holds its last good state.
         """
         t = self.train_config
         step = self.step
         doc = self.docs[step % len(self.docs)]
         dropout_rng = self.rng if self.model.config.dropout > 0.0 else None
+        rng_state = self.rng.getstate() if dropout_rng is not None else None
+
+        def undo(reason: str, loss: float = math.inf) -> NonFiniteLoss:
+            for p in self.model.params:
+                p.grad = 0.0
+            if rng_state is not None:  # dropout masks were drawn for nothing
+                self.rng.setstate(rng_state)
+            return NonFiniteLoss(step + 1, loss, reason)
+
         with no_cyclic_gc():
-            loss = self.loss(doc, dropout_rng)
+            try:
+                loss = self.loss(doc, dropout_rng)
+            except (ArithmeticError, ValueError) as exc:
+                # log(0), exp() overflowing: Python raises where the loss is infinite
+                raise undo(f"the loss became infinite ({exc})") from None
             if not math.isfinite(loss.data):
-                raise NonFiniteLoss(step + 1, loss.data)
+                raise undo("", loss.data)
             loss.backward()
             if t.grad_clip is not None:
                 clip_grad_norm(self.model.params, t.grad_clip)
-            self.optimizer.step(step, linear_decay(t.lr, step, t.steps))
+            try:
+                self.optimizer.step(step, linear_decay(t.lr, step, t.steps))
+            except FloatingPointError as exc:  # refused before changing anything
+                raise undo(f"{exc} (the loss was {loss.data!r})", loss.data) from None
             loss_value: float = loss.data
             del loss  # free this step's graph while the collector is paused
         self.step = step + 1

@@ -1,0 +1,65 @@
+"""A training step that goes wrong changes nothing: the run keeps its last
+good state, so it can be saved and continued."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from microgpt.backend import engine
+from microgpt.train import NonFiniteLoss, Run, TrainConfig
+
+DOCS = ["anna", "bob", "cleo", "dan", "eve"]
+SMALL = {"n_embd": 8, "n_head": 2, "block_size": 8}
+
+
+def snapshot(run: Run) -> tuple[list[float], list[float], list[float], object, int]:
+    params = [p.data for p in run.model.params]
+    return params, list(run.optimizer.m), list(run.optimizer.v), run.rng.getstate(), run.step
+
+
+def test_adam_refuses_a_non_finite_gradient_before_changing_anything() -> None:
+    params = [engine.Value(1.0), engine.Value(2.0), engine.Value(3.0)]
+    params[0].grad, params[1].grad, params[2].grad = 0.5, math.nan, 0.25
+    m, v = [0.0] * 3, [0.0] * 3
+    with pytest.raises(FloatingPointError, match="parameter 1"):
+        engine.adam_update(params, m, v, 0.01, 0.85, 0.99, 1e-8, 0.15, 0.01)
+    assert [p.data for p in params] == [1.0, 2.0, 3.0]
+    assert m == [0.0] * 3 and v == [0.0] * 3
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_an_infinite_loss_leaves_the_run_at_its_last_good_step(dropout: float) -> None:
+    run = Run.start(DOCS, TrainConfig(steps=10, seed=3), dropout=dropout, **SMALL)
+    run.train_step()
+    before = snapshot(run)
+    # Weights this large make a softmax probability 0, and log(0) raises.
+    for p in run.model.state_dict["lm_head"][0]:
+        p.data = 1e6
+    for p in run.model.state_dict["lm_head"][1]:
+        p.data = -1e6
+    huge = snapshot(run)
+    with pytest.raises(NonFiniteLoss, match="at step 2"):
+        run.train_step()
+    assert snapshot(run) == huge  # nothing moved, the random stream included
+    assert all(p.grad == 0.0 for p in run.model.params)
+    assert before[1:] == huge[1:]
+
+
+def test_a_non_finite_gradient_stops_the_step_before_the_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = Run.start(DOCS, TrainConfig(steps=10, seed=3), **SMALL)
+    run.train_step()
+    before = snapshot(run)
+    first = run.model.params[0]
+
+    def finite_loss_infinite_gradient(doc: str, rng: object = None) -> object:
+        return engine.Value(1.0, (first,), (math.inf,), "overflowing op")
+
+    monkeypatch.setattr(run, "loss", finite_loss_infinite_gradient)
+    with pytest.raises(NonFiniteLoss, match="gradient of parameter 0 is inf.* at step 2"):
+        run.train_step()
+    assert snapshot(run) == before
+    assert all(p.grad == 0.0 for p in run.model.params)
