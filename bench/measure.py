@@ -11,7 +11,8 @@ Prints one JSON object. Run it in a fresh process per engine and config (as
   reachable from the loss, found the same way), `constant_leaves` of which
   are numbers wrapped in leaf nodes (the original design only);
 - `rss_delta_bytes`: how much the peak resident memory of the process grew
-  during its first training step;
+  during its first training step, and `first_step_gc_seconds`: how much of
+  that step the cyclic garbage collector ran;
 - `tracemalloc_peak_bytes`: the most memory allocated at once, beyond what
   was allocated before, during a later training step (under tracemalloc,
   which also slows the step down; its own bookkeeping is not counted);
@@ -37,6 +38,27 @@ def max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+class GCTimer:
+    """Adds up the time the cyclic garbage collector runs while in use."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+
+    def __enter__(self) -> GCTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def measure(
     engine: str, config: str, data: str, use_tracemalloc: bool, samples: bool
 ) -> dict[str, object]:
@@ -46,11 +68,14 @@ def measure(
     result["document"] = workloads.pinned_document(docs)
 
     gc.collect()
+    gc_timer = GCTimer()
     rss_before = max_rss_bytes()
     t0 = time.perf_counter()
-    result["first_loss"] = repr(trainer.step())
+    with gc_timer:
+        result["first_loss"] = repr(trainer.step())
     result["first_step_seconds"] = time.perf_counter() - t0
     result["rss_delta_bytes"] = max_rss_bytes() - rss_before
+    result["first_step_gc_seconds"] = gc_timer.seconds
 
     if use_tracemalloc:
         gc.collect()  # the original design leaves each step's graph to the collector

@@ -236,6 +236,7 @@ def summary(
                         f"{m['nodes']:,}",
                         f"{m['constant_leaves']:,}",
                         f"{step / m['nodes'] * 1e9:.0f}" if step is not None else "-",
+                        f"{m['first_step_gc_seconds'] / m['first_step_seconds']:.0%}",
                         fmt_bytes(m["rss_delta_bytes"]),
                         fmt_bytes(peak) if peak is not None else "-",
                     ]
@@ -248,6 +249,7 @@ def summary(
                 "nodes",
                 "of which constants",
                 "ns/node",
+                "in cyclic GC",
                 "peak RSS growth",
                 "tracemalloc peak",
             ],
@@ -257,8 +259,9 @@ def summary(
             "",
             "nodes: the loss graph of one step (microgpt: `len(loss.topological_order())`; "
             "the original design: its distinct nodes, including the numbers it wraps in "
-            "constant leaf nodes). ns/node: the median step time / nodes. Peak RSS growth: "
-            "during the first step of a fresh process. tracemalloc peak: the most memory "
+            "constant leaf nodes). ns/node: the median step time / nodes. In cyclic GC: the "
+            "share of the first step of a fresh process spent in the cyclic garbage "
+            "collector. Peak RSS growth: during that first step. tracemalloc peak: the most memory "
             "allocated at once during a later step (default config only: it slows the "
             "large one down too much).",
         ]
