@@ -149,7 +149,7 @@ def test_sample_prompt_and_num(trained: dict[str, object]) -> None:
 
 def test_bundled_dataset_when_data_is_omitted() -> None:
     result = ok(microgpt_cli("train", "--steps", 2, *TINY, "--samples", 3))
-    assert "data: names (" in result.stderr
+    assert "data: the bundled names dataset (32000 documents" in result.stderr
     names = result.stdout.splitlines()
     assert len(names) == 3
     assert all(set(name) <= set("abcdefghijklmnopqrstuvwxyz") for name in names), names

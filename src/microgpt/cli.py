@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--data",
         default=None,
-        help=f"documents, one per line: a file or http(s) URL (default: bundled {DEFAULT_DATA!r})",
+        help="documents, one per line: a file or http(s) URL (default: the bundled names)",
     )
     group = t.add_argument_group("model (defaults: the original microgpt)")
     for name, (kind, default, help_text) in MODEL_FLAGS.items():
@@ -269,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     total = run.train_config.steps
     print(
-        f"{version_text()}\ndata: {data_source} ({len(docs)} documents, vocabulary "
+        f"{version_text()}\ndata: {describe_data(data_source)} ({len(docs)} documents, vocabulary "
         f"{run.tokenizer.vocab_size}); parameters: {len(run.model.params)}; "
         + (f"steps {run.step + 1}..{total}" if not run.done else f"all {total} steps done"),
         file=err,
@@ -359,6 +359,10 @@ def _train_step(run: Run) -> float | str:
         return run.train_step()
     except NonFiniteLoss as exc:
         return str(exc)
+
+
+def describe_data(source: str) -> str:
+    return "the bundled names dataset" if source == DEFAULT_DATA else source
 
 
 def truncation_note(docs: list[str], block_size: int) -> str:

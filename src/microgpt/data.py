@@ -15,7 +15,9 @@ from pathlib import Path
 
 from microgpt.errors import UsageError
 
-DEFAULT_DATA = "names"  # the bundled dataset (see README, "The default dataset")
+# The bundled dataset (README, "The default dataset"); written like a URL so
+# that no file name can be mistaken for it.
+DEFAULT_DATA = "bundled:names"
 
 
 def cache_dir() -> Path:
