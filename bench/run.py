@@ -1,7 +1,7 @@
 """Run every benchmark on the three engines and print the comparison.
 
-    python bench/run.py            # the full run (about 10 minutes on 2 cores)
-    python bench/run.py --fast     # a rough run (about 3 minutes)
+    python bench/run.py            # the full run (6-8 minutes on 2 cores)
+    python bench/run.py --fast     # a rough run (about 2 minutes)
 
 Runs, one engine after the other for each group of benchmarks (so that a
 change in the machine's load affects all three alike):
