@@ -181,10 +181,8 @@ class OriginalGPT:
             x = [a + b for a, b in zip(x, residual)]
         return self.linear(x, sd["lm_head"])
 
-    def train_step(self) -> float:
-        """One step: loss on the next document, backward, Adam. Returns the loss."""
-        step = self.step
-        doc = self.docs[step % len(self.docs)]
+    def loss(self, doc: str) -> Node:
+        """Mean next-token loss over `doc` (the forward half of a step)."""
         tokens = [self.bos] + [self.chars.index(ch) for ch in doc] + [self.bos]
         n = min(self.block_size, len(tokens) - 1)
         keys: list[Any] = [[] for _ in range(self.n_layer)]
@@ -193,7 +191,13 @@ class OriginalGPT:
         for pos in range(n):
             probs = self.softmax(self.forward(tokens[pos], pos, keys, values))
             losses.append(-probs[tokens[pos + 1]].log())
-        loss = (1 / n) * sum(losses)
+        total: Node = (1 / n) * sum(losses)  # type: ignore[assignment]
+        return total
+
+    def train_step(self) -> float:
+        """One step: loss on the next document, backward, Adam. Returns the loss."""
+        step = self.step
+        loss = self.loss(self.docs[step % len(self.docs)])
         loss.backward()
         lr_t = 0.01 * (1 - step / self.num_steps)
         b1, b2 = 0.85, 0.99

@@ -228,17 +228,8 @@ def _original_trainer(docs: list[str], doc: str, settings: dict[str, int]) -> Tr
 
 
 def original_loss(model: Any, doc: str) -> Any:
-    """The loss graph that `OriginalGPT.train_step` builds for `doc`, op for op
-    (its first half: `train_step` has no separate forward)."""
-    tokens = [model.bos] + [model.chars.index(ch) for ch in doc] + [model.bos]
-    n = min(model.block_size, len(tokens) - 1)
-    keys: list[Any] = [[] for _ in range(model.n_layer)]
-    values: list[Any] = [[] for _ in range(model.n_layer)]
-    losses = []
-    for pos in range(n):
-        probs = model.softmax(model.forward(tokens[pos], pos, keys, values))
-        losses.append(-probs[tokens[pos + 1]].log())
-    return (1 / n) * sum(losses)
+    """The loss graph that `OriginalGPT.train_step` builds for `doc`."""
+    return model.loss(doc)
 
 
 # --- graphs of scalar nodes --------------------------------------------------
