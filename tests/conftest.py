@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import queue
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from types import ModuleType
+from typing import IO
 
 import pytest
 
@@ -64,3 +69,32 @@ def both_engines() -> tuple[ModuleType, ModuleType | None]:
         raise
     assert compiled.COMPILED is True
     return pure, compiled
+
+
+def microgpt_cli(
+    *args: object, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m microgpt ARGS` in a subprocess (same engine as the suite)."""
+    return subprocess.run(
+        [sys.executable, "-m", "microgpt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def lines_of(stream: IO[str] | None) -> queue.Queue[str]:
+    """A stream's lines as they come ('' at the end), read in a thread so
+    that a test can wait for one with a timeout and the pipe never fills."""
+    assert stream is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines

@@ -8,17 +8,16 @@ import copy
 import json
 import os
 import pickle
-import queue
 import signal
 import stat
 import subprocess
 import sys
-import threading
 import tracemalloc
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from conftest import lines_of, microgpt_cli
 
 import microgpt.checkpoint
 from microgpt import checkpoint
@@ -29,15 +28,6 @@ DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "ja
 TINY_SETTINGS = {"n_embd": 8, "n_head": 2, "block_size": 8}
 TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 VOCAB_SIZE = len(set("".join(DOCS))) + 1
-
-
-def microgpt_cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -189,19 +179,6 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def _lines(stream: IO[str]) -> queue.Queue[str]:
-    """The stream's lines as they come ('' at the end), read in a thread."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-        lines.put("")
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
 def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
@@ -214,7 +191,7 @@ def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path: Path) -> N
         text=True,
     )
     try:
-        assert _lines(child.stdout).get(timeout=120) == "half written\n"  # type: ignore[arg-type]
+        assert lines_of(child.stdout).get(timeout=120) == "half written\n"  # type: ignore[arg-type]
         first_save = ckpt.read_bytes()
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)

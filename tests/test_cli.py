@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import microgpt_cli
 
 import microgpt
 from microgpt import checkpoint
@@ -23,16 +23,6 @@ DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "ja
 # A model small enough to train in a blink with either engine.
 TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 TINY_SETTINGS = {"n_embd": 8, "n_head": 2, "block_size": 8}
-
-
-def microgpt_cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -13,31 +13,17 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
-from conftest import PURE_REQUESTED
+from conftest import PURE_REQUESTED, lines_of, microgpt_cli
 
 from microgpt import checkpoint
 
 DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
 TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
-
-def microgpt_cli(
-    *args: object, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
 
 
 def start_cli(*args: object, cwd: Path | None = None) -> subprocess.Popen[str]:
@@ -48,21 +34,6 @@ def start_cli(*args: object, cwd: Path | None = None) -> subprocess.Popen[str]:
         text=True,
         cwd=cwd,
     )
-
-
-def lines_of(stream: IO[str] | None) -> queue.Queue[str]:
-    """The stream's lines as they arrive ('' at the end), read in a thread so
-    that a test can wait for one with a timeout and the pipe never fills."""
-    assert stream is not None
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-        lines.put("")
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
 
 
 def wait_for_progress(lines: queue.Queue[str], at_least: int, seen: list[str]) -> int:
