@@ -311,15 +311,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                     print(f"interrupted after step {run.step}/{total}; {how}", file=err)
                     return interrupt.exit_status
                 lr_t = run.lr_at(run.step)
-                loss = _train_step(run)
-                if isinstance(loss, str):
+                try:
+                    loss = run.train_step()
+                except NonFiniteLoss as failure:  # the run is still at its last good step
                     hint = "try a smaller --lr or --grad-clip"
                     try:
                         save("last good step")
                     except TrainingFailed as exc:
                         # The update before the bad loss already broke the weights.
-                        raise TrainingFailed(f"{loss}; {exc} ({hint})") from None
-                    print(f"microgpt: error: {loss} ({hint})", file=err)
+                        raise TrainingFailed(f"{failure}; {exc} ({hint})") from None
+                    print(f"microgpt: error: {failure} ({hint})", file=err)
                     return EXIT_FAILED
                 if log is not None:
                     log.write(json.dumps({"step": run.step, "loss": loss, "lr": lr_t}) + "\n")
@@ -348,15 +349,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 class TrainingFailed(Exception):
     """Training cannot go on (e.g. a checkpoint cannot be written): exit status 1."""
-
-
-def _train_step(run: Run) -> float | str:
-    """One training step: its loss, or why it failed if the loss or a gradient
-    is not a finite number (the run is then left at its last good step)."""
-    try:
-        return run.train_step()
-    except NonFiniteLoss as exc:
-        return str(exc)
 
 
 def describe_data(source: str) -> str:
