@@ -2,6 +2,9 @@
 
 Each op computes its forward value and the local derivative with respect to
 each child, side by side; `backward()` applies the chain rule over the graph.
+Below `Value` are the loops over many Values that dominate a training step:
+`dot` and `vsum` (which build exactly the nodes `sum()` would) and
+`adam_update` (the optimiser's per-parameter update).
 
 This is one plain Python module that runs as it is (the readable engine) and
 that `pip install .` also compiles with Cython's pure-Python mode (the fast
@@ -34,8 +37,9 @@ COMPILED: bool = cython.compiled
 # The Cython that compiled this module (None when interpreted).
 CYTHON_VERSION: str | None = cython.__version__ if cython.compiled else None
 
-# Which op made a node, for display only (see `microgpt.graph`): nodes keep a small code, an index
-# into OP_NAMES (a pointer to a name string would make every node bigger).
+# Which op made a node, for display only (see `microgpt.graph`): nodes keep a
+# small code, an index into OP_NAMES (a pointer to a name would make every node
+# bigger).
 OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
 LEAF = cython.declare(cython.uchar, 0)
 ADD = cython.declare(cython.uchar, 1)
