@@ -6,8 +6,11 @@ Every command runs in a real subprocess with the engine this test run uses.
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,6 +93,7 @@ def test_log_holds_every_step_loss_exactly(data_file: Path, tmp_path: Path) -> N
     expected = [run.train_step() for _ in range(4)]
 
     assert [e["step"] for e in entries] == [1, 2, 3, 4]
+    assert [e["lr"] for e in entries] == [0.01 * (1 - i / 4) for i in range(4)]  # linear decay
     # The float64 loss itself, not a rounded copy: compare bit patterns.
     assert [e["loss"].hex() for e in entries] == [loss.hex() for loss in expected]
     for line, loss in zip(lines, expected):
@@ -169,3 +173,40 @@ def test_long_documents_are_a_note_not_an_error(tmp_path: Path) -> None:
 def test_help_goes_to_stdout() -> None:
     result = ok(microgpt_cli("train", "--help"))
     assert "--resume" in result.stdout and "--save-every" in result.stdout
+
+
+def test_the_console_script_is_the_same_command(tmp_path: Path) -> None:
+    script = shutil.which("microgpt", path=os.path.dirname(sys.executable))
+    assert script is not None, "pip did not install the microgpt command beside this Python"
+    version = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0
+    assert version.stdout == microgpt_cli("--version").stdout
+    bad = subprocess.run([script, "train", "--steps", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+
+
+def test_defaults_are_the_original_microgpts(tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.json"
+    result = ok(microgpt_cli("train", "--steps", 1, "--out", ckpt))
+    assert len(result.stdout.splitlines()) == 20
+    raw = json.loads(ckpt.read_text())
+    assert {k: raw["model"][k] for k in ("n_layer", "n_embd", "n_head", "block_size")} == {
+        "n_layer": 1,
+        "n_embd": 16,
+        "n_head": 4,
+        "block_size": 16,
+    }
+    assert (raw["model"]["norm"], raw["model"]["activation"], raw["model"]["dropout"]) == (
+        "rmsnorm",
+        "relu",
+        0.0,
+    )
+    training = raw["training"]
+    assert (training["lr"], training["beta1"], training["beta2"], training["eps"]) == (
+        0.01,
+        0.85,
+        0.99,
+        1e-8,
+    )
+    assert (training["seed"], training["grad_clip"]) == (42, None)
+    assert len(ok(microgpt_cli("sample", ckpt)).stdout.splitlines()) == 20

@@ -97,7 +97,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 def test_bundled_dataset() -> None:
     docs = load_documents()
-    assert len(docs) > 1000
+    assert len(docs) == 32000 == len(set(docs))
     assert all(doc.isascii() and doc.isalpha() and doc.islower() for doc in docs)
     tokenizer = Tokenizer.from_documents(docs)
     assert tokenizer.chars == "abcdefghijklmnopqrstuvwxyz"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -146,10 +147,32 @@ def test_attention_is_causal(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"^\s+BOS\s+a\s+n\s+n\s+a$", out, re.M)
 
 
-def test_attention_refuses_a_name_longer_than_the_context() -> None:
+def test_attention_refuses_a_name_longer_than_the_context(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["lesson", "attention", "--name", "maximilian"])
     assert stop.value.code == 2
+    assert "--name must be 1 to" in capsys.readouterr().err
+
+
+def test_the_lessons_attention_only_looks_back() -> None:
+    from microgpt import Value
+    from microgpt.lessons.attention import causal_attention
+
+    rng = random.Random(5)
+
+    def vectors(n: int) -> list[list[Value]]:
+        return [[Value(rng.gauss(0, 1)) for _ in range(4)] for _ in range(n)]
+
+    xs, wq, wk, wv = vectors(5), vectors(4), vectors(4), vectors(4)
+    outputs, weights = causal_attention(xs, wq, wk, wv)
+    assert [len(row) for row in weights] == [1, 2, 3, 4, 5]
+    xs[4] = [Value(x.data + 1.0) for x in xs[4]]  # change only the last position
+    changed, _ = causal_attention(xs, wq, wk, wv)
+    for t in range(4):  # earlier positions cannot see it
+        assert [v.data for v in changed[t]] == [v.data for v in outputs[t]]
+    assert [v.data for v in changed[4]] != [v.data for v in outputs[4]]
 
 
 # --- names ------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +76,9 @@ def test_unknown_settings_are_usage_errors() -> None:
     ],
 )
 def test_good_settings(settings: dict[str, Any]) -> None:
-    GPTConfig(vocab_size=2, **settings)
+    config = GPTConfig(vocab_size=2, **settings)
+    assert all(getattr(config, name) == value for name, value in settings.items())
+    assert GPTConfig.from_dict(config.to_dict()) == config
 
 
 # --- weights ----------------------------------------------------------------------
@@ -270,8 +271,8 @@ def test_no_dropout_draws_nothing_from_the_random_stream() -> None:
 # --- the same numbers as the original design --------------------------------------------
 
 
-def test_training_matches_the_original_design_on_a_non_default_config(parity_dir: Path) -> None:
-    docs = load_documents(str(parity_dir / "names.txt"))
+def test_training_matches_the_original_design_on_a_non_default_config() -> None:
+    docs = load_documents()  # the bundled names
     settings = {"n_layer": 2, "n_embd": 8, "n_head": 2, "block_size": 8}
     steps = 10
     run = Run.start(docs, TrainConfig(steps=steps, seed=42), **settings)
@@ -286,3 +287,12 @@ def test_training_matches_the_original_design_on_a_non_default_config(parity_dir
     ]
     assert len(run.model.params) == len(original.params)
     assert not mismatched, f"{len(mismatched)} final weights differ, first at index {mismatched[0]}"
+
+
+def test_dropout_zeroes_about_p_and_scales_the_rest() -> None:
+    from microgpt.nn import dropout
+
+    out = dropout([Value(1.0) for _ in range(4000)], 0.25, random.Random(0))
+    assert {o.data for o in out} <= {0.0, 1 / 0.75}
+    dropped = sum(1 for o in out if o.data == 0.0) / len(out)
+    assert 0.23 < dropped < 0.27

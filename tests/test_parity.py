@@ -11,10 +11,12 @@ One training run serves every test here: `first_50` trains the first 50 steps
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import PURE_REQUESTED, microgpt_cli
 
 from microgpt.data import load_documents
 from microgpt.sample import sample_many
@@ -38,7 +40,8 @@ class Training:
 @pytest.fixture(scope="module")
 def training(parity_dir: Path) -> Training:
     docs = load_documents(str(parity_dir / "names.txt"))
-    return Training(Run.start(docs, TrainConfig(steps=STEPS, seed=42)))
+    assert (TrainConfig().steps, TrainConfig().seed) == (STEPS, 42)  # the original's
+    return Training(Run.start(docs, TrainConfig()))
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +93,18 @@ def test_the_samples_after_training_are_the_originals(
     run = trained.run
     samples = sample_many(run.model, run.tokenizer, run.rng, 20, temperature=0.5)
     assert samples == golden["samples"]
+
+
+@pytest.mark.skipif(PURE_REQUESTED, reason="the pure engine's run is checked in-process above")
+def test_the_readme_command_reproduces_the_original(
+    parity_dir: Path, golden: dict[str, Any], tmp_path: Path
+) -> None:
+    # README, "Reproducing the original": no flags but --data and --log.
+    log = tmp_path / "losses.jsonl"
+    result = microgpt_cli("train", "--data", parity_dir / "names.txt", "--log", log)
+    assert result.returncode == 0, result.stderr
+    logged = {e["step"]: e["loss"] for e in map(json.loads, log.read_text().splitlines())}
+    assert len(logged) == STEPS
+    for step, loss in golden["losses"].items():
+        assert logged[step].hex() == loss.hex(), f"step {step}"
+    assert result.stdout.splitlines() == golden["samples"]

@@ -543,3 +543,25 @@ def test_read_only_output_folder_fails_before_training(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o700)
     assert_one_line_error(result, f"--out {locked / 'c.json'}: cannot write in {locked}")
+
+
+def test_an_output_folder_that_refuses_writes_fails_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Like a read-only folder, for any user (root may write in read-only folders).
+    from microgpt import checkpoint, cli
+
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", refuse)
+    out = tmp_path / "c.json"
+    assert cli.main(["train", "--data", str(data), *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"microgpt: error: --out {out}: cannot write in {tmp_path}: Permission denied"
+    ]
+    assert not out.exists()
