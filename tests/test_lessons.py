@@ -192,3 +192,10 @@ def test_names_loss_goes_down(capsys: pytest.CaptureFixture[str]) -> None:
     samples = out.split("(temperature 0.5):\n")[1].splitlines()
     assert len(samples) == 3
     assert all(re.fullmatch(r"  [a-z]+", s) for s in samples)
+
+
+@pytest.mark.parametrize("name", list(lessons.LESSONS))
+def test_every_lesson_runs_as_a_module(name: str) -> None:
+    result = run_module(f"microgpt.lessons.{name}", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
