@@ -3,6 +3,7 @@ compiled engine, and the README's commands that CI runs."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -114,3 +115,14 @@ def test_without_a_compiler_the_install_falls_back_to_pure_and_says_so(tmp_path:
     )
     assert required.returncode != 0  # CI's switch: no silent fallback
     assert not list((tmp_path / "b").glob("*.whl"))
+
+
+def test_readme_python_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)\n```", text, re.S)
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "25.0 10.0 10.0"
+    assert lines[1].startswith("loss after 100 steps: ")
+    names = ast.literal_eval(lines[2])  # a printed list of str
+    assert len(names) == 5 and all(isinstance(n, str) for n in names)
