@@ -116,6 +116,14 @@ TRAIN_FLAGS: dict[str, tuple[Any, Any, str]] = {
 }
 
 
+def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags `train` and `sample` share for drawing names."""
+    parser.add_argument(
+        "--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)"
+    )
+    parser.add_argument("--prompt", default="", help="start every sample with this text")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="microgpt",
@@ -145,10 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--samples", type=nonnegative_int, default=20, help="names to print after training (20)"
     )
-    t.add_argument(
-        "--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)"
-    )
-    t.add_argument("--prompt", default="", help="start every sample with this text")
+    add_sampling_flags(t)
     t.add_argument(
         "--out",
         default=None,
@@ -168,10 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="print names sampled from a checkpoint")
     s.add_argument("checkpoint", metavar="CKPT")
     s.add_argument("--num", type=nonnegative_int, default=20, help="how many (20)")
-    s.add_argument(
-        "--temperature", type=positive_float, default=0.5, help="sampling temperature (0.5)"
-    )
-    s.add_argument("--prompt", default="", help="start every sample with this text")
+    add_sampling_flags(s)
     s.add_argument(
         "--seed",
         type=int,
