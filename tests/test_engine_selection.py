@@ -65,3 +65,26 @@ def test_version_names_the_engine() -> None:
         assert out.strip() == f"microgpt {microgpt.__version__} (engine: pure Python)"
     else:
         assert out.startswith(f"microgpt {microgpt.__version__} (engine: compiled, Cython 3.")
+
+
+def test_the_pure_engine_needs_no_cython_at_run_time() -> None:
+    # The runtime is the standard library only: without Cython, engine.py runs
+    # on its small stand-in and computes the same losses.
+    code = (
+        "import sys; sys.modules['cython'] = None\n"  # makes `import cython` fail
+        "import microgpt, microgpt.engine as e\n"
+        "from microgpt.train import Run, TrainConfig\n"
+        "run = Run.start(['anna', 'bob', 'cleo'], TrainConfig(steps=3), "
+        "n_embd=8, n_head=2, block_size=8)\n"
+        "print(microgpt.COMPILED, e.cython.__name__, [run.train_step().hex() for _ in range(3)])\n"
+    )
+    env = {**os.environ, "MICROGPT_PURE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split(maxsplit=2)
+    assert out[:2] == ["False", "microgpt._cython_shim"]
+
+    from microgpt.train import Run, TrainConfig
+
+    run = Run.start(["anna", "bob", "cleo"], TrainConfig(steps=3), n_embd=8, n_head=2, block_size=8)
+    assert out[2].strip() == str([run.train_step().hex() for _ in range(3)])
