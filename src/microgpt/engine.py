@@ -336,17 +336,7 @@ _EXACT_INT = cython.declare(cython.double, 2.0**53)
 @cython.inline
 def _node1(data: cython.double, a: Value, da: cython.double, op: cython.uchar) -> Value:
     """A new node with one child (a number operand needs no node of its own)."""
-    out: Value = Value.__new__(Value)
-    out.data = data
-    out.grad = 0.0
-    out._a = a
-    out._da = da
-    out._b = None
-    out._db = 0.0
-    out._op = op
-    out._mark = 0
-    out._next = 0
-    return out
+    return _node2(data, a, da, None, 0.0, op)
 
 
 @cython.cfunc
@@ -355,7 +345,7 @@ def _node2(
     data: cython.double,
     a: Value,
     da: cython.double,
-    b: Value,
+    b: Value | None,
     db: cython.double,
     op: cython.uchar,
 ) -> Value:
