@@ -95,35 +95,29 @@ def time_backward(engine: str) -> Callable[[int], float]:
     return run
 
 
-def time_train_step(engine: str, config: str) -> Callable[[int], float]:
-    """Times whole training steps: forward, backward, Adam, freeing the graph."""
-    state: dict[str, Any] = {}
+def time_repeated(make: Callable[[], Callable[[], object]]) -> Callable[[int], float]:
+    """Times `loops` calls of the function `make()` returns (made once, untimed)."""
+    state: dict[str, Callable[[], object]] = {}
 
     def run(loops: int) -> float:
-        if "step" not in state:
-            state["step"] = workloads.make_trainer(engine, docs(), config).step
-        step = state["step"]
+        if "call" not in state:
+            state["call"] = make()
+        call = state["call"]
         t0 = time.perf_counter()
         for _ in range(loops):
-            step()
+            call()
         return time.perf_counter() - t0
 
     return run
+
+
+def time_train_step(engine: str, config: str) -> Callable[[int], float]:
+    """Times whole training steps: forward, backward, Adam, freeing the graph."""
+    return time_repeated(lambda: workloads.make_trainer(engine, docs(), config).step)
 
 
 def time_sampling(engine: str) -> Callable[[int], float]:
-    state: dict[str, Any] = {}
-
-    def run(loops: int) -> float:
-        if "draw" not in state:
-            state["draw"] = workloads.make_sampler(engine, docs())
-        draw = state["draw"]
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            draw()
-        return time.perf_counter() - t0
-
-    return run
+    return time_repeated(lambda: workloads.make_sampler(engine, docs()))
 
 
 def benchmarks(engine: str) -> dict[str, tuple[Callable[[int], float], dict[str, Any]]]:
