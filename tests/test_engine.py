@@ -265,12 +265,8 @@ def test_dot_with_a_repeated_node_accumulates() -> None:
     assert x.grad == 2 * 1.5 + 2.0
 
 
-def _graph_signature(root: Any) -> list[tuple[str, float, tuple[float, ...], int]]:
-    return [(n.op, n.data, n.local_grads, len(n.children)) for n in root.topological_order()]
-
-
 @pytest.mark.parametrize("n", [1, 2, 7, 64])
-def test_dot_and_vsum_build_the_graph_of_python_sum(n: int) -> None:
+def test_dot_and_vsum_are_one_node_with_the_value_and_gradients_of_python_sum(n: int) -> None:
     rng = random.Random(n)
     wdata = [rng.uniform(-2, 2) for _ in range(n)]
     xdata = [rng.uniform(-2, 2) for _ in range(n)]
@@ -280,8 +276,10 @@ def test_dot_and_vsum_build_the_graph_of_python_sum(n: int) -> None:
     fast = engine.dot(ws1, xs1)
     slow = sum(w * x for w, x in zip(ws2, xs2))
     assert fast.data == slow.data
-    assert len(fast.topological_order()) == len(slow.topological_order())
-    assert _graph_signature(fast) == _graph_signature(slow)
+    assert fast.op == "dot"
+    assert fast.children == tuple(v for pair in zip(ws1, xs1) for v in pair)
+    assert fast.local_grads == tuple(g for pair in zip(xdata, wdata) for g in pair)
+    assert len(fast.topological_order()) == 2 * n + 1  # the operands, then the one node
     fast.backward()
     slow.backward()
     assert [v.grad for v in ws1 + xs1] == [v.grad for v in ws2 + xs2]
@@ -289,8 +287,7 @@ def test_dot_and_vsum_build_the_graph_of_python_sum(n: int) -> None:
     vs1, vs2 = [Value(w) for w in wdata], [Value(w) for w in wdata]
     fast, slow = engine.vsum(vs1), sum(vs2)
     assert fast.data == slow.data
-    assert len(fast.topological_order()) == len(slow.topological_order())
-    assert _graph_signature(fast) == _graph_signature(slow)
+    assert fast.op == "sum" and fast.children == tuple(vs1) and fast.local_grads == (1.0,) * n
     fast.backward()
     slow.backward()
     assert [v.grad for v in vs1] == [v.grad for v in vs2]

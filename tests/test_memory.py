@@ -76,7 +76,8 @@ def test_memory_is_flat_over_training(measured: Measured) -> None:
 
 def test_no_value_of_a_step_outlives_it(measured: Measured) -> None:
     smallest_graph = min(peak for _, peak in measured.steps)
-    assert smallest_graph > 500_000, "the measurement did not see the step's graph"
+    # a step's graph takes about 280 KB at the least (a short name)
+    assert smallest_graph > 100_000, "the measurement did not see the step's graph"
     for i, (retained, peak) in enumerate(measured.steps, start=WARM_UP + 1):
         # what a step leaves behind is a tiny fraction of what its graph took
         assert retained < peak / 100, f"step {i} kept {retained} of {peak} bytes"

@@ -7,5 +7,6 @@ from microgpt.backend import engine as _engine
 __version__ = "0.1.0"
 
 Value = _engine.Value
+no_grad = _engine.no_grad
 
-__all__ = ["COMPILED", "ENGINE_NAME", "Value", "__version__"]
+__all__ = ["COMPILED", "ENGINE_NAME", "Value", "__version__", "no_grad"]

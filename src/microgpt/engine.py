@@ -1,20 +1,20 @@
-"""Scalar autograd: the `Value` node and its backward pass.
+"""Scalar autograd: `Value`, a number that remembers how it was computed.
 
-Each op computes its forward value and the local derivative with respect to
-each child, side by side; `backward()` applies the chain rule over the graph.
-Below `Value` are the loops over many Values that dominate a training step:
-`dot` and `vsum` (which build exactly the nodes `sum()` would) and
-`adam_update` (the optimiser's per-parameter update).
+Each op below returns a new `Value` holding its result (the forward value)
+and, for each input, the derivative of the result with respect to that input
+(the local gradient), written side by side. `backward()` then applies the
+chain rule from the output back to every input.
 
-This is one plain Python module that runs as it is (the readable engine) and
-that `pip install .` also compiles with Cython's pure-Python mode (the fast
-engine). The `cython.*` decorators and annotations below are only hints to
-that compiler; interpreted, they do nothing.
+Exactness: every float operation happens in the same order as in the
+original microgpt, so results are the same float64 numbers bit for bit. So
+`a - b` is `a + (-b)`, `a / b` is `a * b**-1`, and gradients are added up in
+the order of the original's recursive topological sort.
 
-Exactness: every float operation here happens in the same order as in the
-original microgpt, so both engines give it the same float64 results bit for
-bit. In particular `a - b` is `a + (-b)`, `a / b` is `a * b**-1`, and the
-topological order of `backward()` is the original recursive one.
+This one file is both engines. Run as it is, it is the readable pure-Python
+engine; `pip install .` also compiles it with Cython's pure-Python mode into
+`microgpt._engine`, the fast one. Read `Value` first; the machinery that makes
+it fast (and the `cython.*` hints, which do nothing when interpreted) comes
+after the divider further down.
 """
 
 from __future__ import annotations
@@ -32,35 +32,11 @@ else:
     except ModuleNotFoundError:  # interpreted without Cython installed
         from microgpt import _cython_shim as cython
 
-# True in the compiled extension, False when this file runs interpreted.
-COMPILED: bool = cython.compiled
-# The Cython that compiled this module (None when interpreted).
-CYTHON_VERSION: str | None = cython.__version__ if cython.compiled else None
-
-# Which op made a node, for display only (see `microgpt.graph`): nodes keep a
-# small code, an index into OP_NAMES (a pointer to a name would make every node
-# bigger).
-OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
-LEAF = cython.declare(cython.uchar, 0)
-ADD = cython.declare(cython.uchar, 1)
-MUL = cython.declare(cython.uchar, 2)
-POW = cython.declare(cython.uchar, 3)
-LOG = cython.declare(cython.uchar, 4)
-EXP = cython.declare(cython.uchar, 5)
-RELU = cython.declare(cython.uchar, 6)
-TANH = cython.declare(cython.uchar, 7)
-SIGMOID = cython.declare(cython.uchar, 8)
-GELU = cython.declare(cython.uchar, 9)
-
-# Each backward() pass marks the nodes it visits with a fresh epoch number,
-# so no per-pass `visited` set is needed.
-_epoch = cython.declare(cython.longlong, 0)
-
-# Deep graphs are freed iteratively (see Value.__dealloc__): these hold the
-# nodes waiting to be freed and how deeply nested the current free is.
-_free_depth = cython.declare(cython.int, 0)
-_pending_free = cython.declare(list, [])
-_MAX_FREE_DEPTH = cython.declare(cython.int, 200)
+if cython.compiled:  # C memory for the local gradients of dot and sum nodes
+    from cython.cimports.cpython.mem import (  # type: ignore[import-untyped,unused-ignore]
+        PyMem_Free,
+        PyMem_Malloc,
+    )
 
 
 @cython.final
@@ -68,129 +44,75 @@ _MAX_FREE_DEPTH = cython.declare(cython.int, 200)
 @cython.no_gc  # the graph has no cycles: reference counting frees it
 @cython.cclass
 class Value:
-    """A scalar in a computation graph, with its gradient.
+    """A number in a computation graph (`data`), and its gradient (`grad`).
 
-    `Value(data)` makes a leaf. `Value(data, children, local_grads)` makes a
-    node by hand (at most two children): that is how a new op is written.
+    `Value(data)` makes a leaf: an input or a weight. `Value(data, children,
+    local_grads)` makes a node by hand from at most two children, each with
+    d(node)/d(child): that is how a new op is written.
     """
-
-    if cython.compiled:
-        # C fields of the compiled type; interpreted, `__slots__` is used.
-        data = cython.declare(cython.double, visibility="public")
-        grad = cython.declare(cython.double, visibility="public")
-        _a: Value | None  # first child (None for a leaf)
-        _b: Value | None  # second child (None for fewer than two)
-        _da: cython.double  # d(self)/d(_a)
-        _db: cython.double  # d(self)/d(_b)
-        _mark: cython.longlong  # the backward() pass that last visited it
-        _next: cython.uchar  # which child the traversal looks at next
-        _op: cython.uchar  # the op that made this node (OP_NAMES), for display
-        # (in this order the struct is 80 bytes, a size class of CPython's allocator)
-    else:
-        __slots__ = ("data", "grad", "_a", "_b", "_da", "_db", "_op", "_mark", "_next")
 
     def __init__(
         self,
-        data: int | float,
+        data: float,
         children: Sequence[Value] = (),
-        local_grads: Sequence[int | float] = (),
+        local_grads: Sequence[float] = (),
         op: str = "",
     ) -> None:
-        # Checked by hand, so that both engines accept and refuse the same things.
-        if not isinstance(data, (int, float)):
-            raise TypeError(f"Value data must be a number, not {type(data).__name__}")
-        if not isinstance(op, str):
-            raise TypeError(f"op must be a str, not {type(op).__name__}")
-        kids = tuple(children)
-        grads = tuple(local_grads)
-        if len(kids) != len(grads) or len(kids) > 2:
-            raise ValueError("a Value takes at most two children, each with one local gradient")
-        for kid in kids:
-            if not isinstance(kid, Value):
-                raise TypeError(f"children must be Values, not {type(kid).__name__}")
-        for local in grads:
-            if not isinstance(local, (int, float)):
-                raise TypeError(f"local gradients must be numbers, not {type(local).__name__}")
-        self.data = float(data)
-        self.grad = 0.0
-        self._a = kids[0] if len(kids) > 0 else None
-        self._da = float(grads[0]) if len(grads) > 0 else 0.0
-        self._b = kids[1] if len(kids) > 1 else None
-        self._db = float(grads[1]) if len(grads) > 1 else 0.0
-        self._op = _op_code(op)
-        self._mark = 0
-        self._next = 0
+        child1, local1, child2, local2 = _checked_children(children, local_grads)
+        _set_fields(self, _number(data, "data"), _op_code(op), child1, local1, child2, local2)
 
-    # --- the ops: forward value, then local gradient(s) ---------------------
+    # --- the ops: forward value, and d(out)/d(input) for each input ---------
 
     def __add__(self, other: Value | float) -> Value:
         if isinstance(other, Value):
             o: Value = other
-            return _node2(self.data + o.data, self, 1.0, o, 1.0, ADD)
-        if isinstance(other, (int, float)):
-            # a number is a constant: it needs no node of its own
+            return _binary(ADD, self._data + o._data, self, 1.0, o, 1.0)
+        if isinstance(other, (int, float)):  # a number is a constant: no node of its own
             c: cython.double = other
-            return _node1(self.data + c, self, 1.0, ADD)
-        return NotImplemented
+            return _unary(ADD, self._data + c, self, 1.0)
+        return _not_an_operand(other)
 
     def __mul__(self, other: Value | float) -> Value:
         if isinstance(other, Value):
             o: Value = other
-            return _node2(self.data * o.data, self, o.data, o, self.data, MUL)
+            return _binary(MUL, self._data * o._data, self, o._data, o, self._data)
         if isinstance(other, (int, float)):
             k: cython.double = other
-            return _node1(self.data * k, self, k, MUL)
-        return NotImplemented
+            return _unary(MUL, self._data * k, self, k)
+        return _not_an_operand(other)
 
-    def __pow__(self, other: float) -> Value:
+    def __pow__(self, other: float) -> Value:  # d(x**k)/dx = k * x**(k-1)
         if not isinstance(other, (int, float)):
-            return NotImplemented
-        x: cython.double = self.data
-        k: cython.double = other
-        if x > 0.0 and -_EXACT_INT < k < _EXACT_INT:
-            # The common case, straight through (libm's pow, as Python uses);
-            # k - 1.0 is exact here, as other - 1 is in the original.
-            out: cython.double = x**k
-            d: cython.double = k * x ** (k - 1.0)
-            if out < _INF and -_INF < d < _INF:
-                return _node1(out, self, d, POW)
-        # Everything else (0, negatives, overflow) with Python's semantics and errors.
-        return _node1(_power(x, other), self, other * _power(x, other - 1), POW)
+            return _not_an_operand(other)
+        return _power_node(self, other)
 
     def log(self) -> Value:
-        x: cython.double = self.data
-        return _node1(math.log(x), self, 1.0 / x, LOG)
+        x: cython.double = self._data
+        return _unary(LOG, math.log(x), self, 1.0 / x)
 
     def exp(self) -> Value:
-        e: cython.double = math.exp(self.data)
-        return _node1(e, self, e, EXP)
+        e: cython.double = math.exp(self._data)
+        return _unary(EXP, e, self, e)
 
     def relu(self) -> Value:
-        x: cython.double = self.data
-        return _node1(x if x > 0.0 else 0.0, self, 1.0 if x > 0.0 else 0.0, RELU)
+        x: cython.double = self._data
+        return _unary(RELU, x if x > 0.0 else 0.0, self, 1.0 if x > 0.0 else 0.0)
 
     def tanh(self) -> Value:
-        t: cython.double = math.tanh(self.data)
-        return _node1(t, self, 1.0 - t * t, TANH)
+        t: cython.double = math.tanh(self._data)
+        return _unary(TANH, t, self, 1.0 - t * t)
 
     def sigmoid(self) -> Value:
-        x: cython.double = self.data
-        s: cython.double
-        if x >= 0.0:
-            s = 1.0 / (1.0 + math.exp(-x))
-        else:  # the same value, without overflowing exp() for very negative x
-            e: cython.double = math.exp(x)
-            s = e / (1.0 + e)
-        return _node1(s, self, s * (1.0 - s), SIGMOID)
+        s: cython.double = _sigmoid(self._data)
+        return _unary(SIGMOID, s, self, s * (1.0 - s))
 
-    def gelu(self) -> Value:
-        # tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        x: cython.double = self.data
+    def gelu(self) -> Value:  # tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
+        x: cython.double = self._data
         t: cython.double = math.tanh(_GELU_C * (x + 0.044715 * x * x * x))
         dt: cython.double = (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
-        return _node1(0.5 * x * (1.0 + t), self, 0.5 * (1.0 + t) + 0.5 * x * dt, GELU)
+        return _unary(GELU, 0.5 * x * (1.0 + t), self, 0.5 * (1.0 + t) + 0.5 * x * dt)
 
-    # --- ops written in terms of the ones above, as the original does ------
+    # --- ops written with the ones above, as the original does --------------
 
     def __neg__(self) -> Value:
         return self * -1
@@ -213,88 +135,115 @@ class Value:
     def __rtruediv__(self, other: float) -> Value:
         return other * self**-1
 
-    # --- the graph ----------------------------------------------------------
+    # --- backpropagation -----------------------------------------------------
+
+    def backward(self) -> None:
+        """Add d(self)/d(node) to `grad` of every node this one depends on.
+
+        The chain rule, from this node back to the leaves:
+
+            self.grad = 1
+            for node in reversed(self.topological_order()):
+                for child, local in zip(node.children, node.local_grads):
+                    child.grad += local * node.grad
+
+        Parents come before children in that loop, so a node has all of its
+        gradient before it passes it on. What runs is that loop, with a `dot`
+        or `vsum` node taken term by term where the chain of + and * nodes it
+        stands for would have been (see `_backward_schedule`), so every
+        gradient is added up in the original's order.
+        """
+        order, run_starts = _backward_schedule(self)
+        self._grad = 1.0
+        _propagate(order, run_starts)
+
+    def topological_order(self) -> list[Value]:
+        """Every node this one depends on, each once, children before parents:
+        the order of the recursive depth-first search
+        `visit(v): for c in v.children: visit(c); emit(v)`."""
+        order: list[Value] = []
+        _depth_first(self, order, None)
+        return order
+
+    # --- what a node is made of ----------------------------------------------
+
+    @property
+    def data(self) -> float:
+        return self._data
+
+    @data.setter
+    def data(self, value: float) -> None:
+        self._data = _number(value, "data")
+
+    @property
+    def grad(self) -> float:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: float) -> None:
+        self._grad = _number(value, "grad")
 
     @property
     def children(self) -> tuple[Value, ...]:
         """The nodes this one was computed from, in order."""
-        if self._a is None:
+        if self._operands is not None:
+            return tuple(self._operands)
+        if self._child1 is None:
             return ()
-        if self._b is None:
-            return (self._a,)
-        return (self._a, self._b)
+        if self._child2 is None:
+            return (self._child1,)
+        return (self._child1, self._child2)
 
     @property
     def local_grads(self) -> tuple[float, ...]:
-        """d(self)/d(child) for each child, in order."""
-        if self._a is None:
+        """d(self)/d(child) for each child, in order, as of the forward pass."""
+        if self._operands is not None:
+            return tuple([self._operand_grads[k] for k in range(len(self._operands))])
+        if self._child1 is None:
             return ()
-        if self._b is None:
-            return (self._da,)
-        return (self._da, self._db)
+        if self._child2 is None:
+            return (self._local1,)
+        return (self._local1, self._local2)
 
     @property
     def op(self) -> str:
         """The op that made this node ('' for a leaf)."""
         return OP_NAMES[self._op]
 
-    def topological_order(self) -> list[Value]:
-        """Every node this one depends on, children before parents.
-
-        The order is that of the recursive depth-first search
-        `visit(v): for c in v.children: visit(c); emit(v)` (each node once),
-        kept on an explicit stack so that no graph is too deep for it.
-        """
-        global _epoch
-        _epoch += 1
-        epoch: cython.longlong = _epoch
-        order: list[Value] = []
-        ancestors: list[Value] = []  # the path from self down to `node`
-        node: Value = self
-        child: Value | None
-        node._mark = epoch
-        node._next = 0
-        while True:
-            # _next: which child to look at next (0: first, 1: second, 2: done)
-            if node._next == 0:
-                node._next = 1
-                child = node._a
-                if child is not None and child._mark != epoch:
-                    child._mark = epoch
-                    child._next = 0
-                    ancestors.append(node)
-                    node = child
-                    continue
-            if node._next == 1:
-                node._next = 2
-                child = node._b
-                if child is not None and child._mark != epoch:
-                    child._mark = epoch
-                    child._next = 0
-                    ancestors.append(node)
-                    node = child
-                    continue
-            order.append(node)  # all its children are done: emit it
-            if not ancestors:
-                break
-            node = ancestors.pop()
-        return order
-
-    def backward(self) -> None:
-        """Fill in `grad` of every node this one depends on (d self / d node)."""
-        order = self.topological_order()
-        self.grad = 1.0
-        node: Value
-        i: cython.Py_ssize_t
-        for i in range(len(order) - 1, -1, -1):
-            node = order[i]
-            if node._a is not None:
-                node._a.grad += node._da * node.grad
-                if node._b is not None:
-                    node._b.grad += node._db * node.grad
-
     def __repr__(self) -> str:
-        return f"Value(data={self.data!r}, grad={self.grad!r})"
+        return f"Value(data={self._data!r}, grad={self._grad!r})"
+
+    # =========================================================================
+    # The machinery: below here is what makes the engine fast when compiled,
+    # and exact. First, the fields of a node.
+    # =========================================================================
+
+    if cython.compiled:  # C fields; interpreted, the same names are __slots__
+        _data: cython.double
+        _grad: cython.double
+        _child1: Value | None  # an ordinary node's first child (None for a leaf)
+        _child2: Value | None  # its second child (None for fewer than two)
+        _local1: cython.double  # d(self)/d(_child1)
+        _local2: cython.double  # d(self)/d(_child2)
+        _operands: list[Value] | None  # a dot or sum node's children (None otherwise)
+        _operand_grads: cython.p_double  # d(self)/d(operand), one per operand
+        _visited: cython.longlong  # the traversal that last reached this node
+        _cursor: cython.Py_ssize_t  # the next child that traversal looks at
+        _op: cython.uchar  # the op that made this node: an index into OP_NAMES
+    else:
+        __slots__ = (
+            "_data",
+            "_grad",
+            "_child1",
+            "_child2",
+            "_local1",
+            "_local2",
+            "_operands",
+            "_operand_grads",
+            "_visited",
+            "_cursor",
+            "_op",
+        )
 
     def __reduce__(self) -> str:
         # A node drags its whole graph along; save weights as data instead
@@ -307,17 +256,22 @@ class Value:
         # children are parked in a list and freed by the outermost call, one
         # level at a time. (Interpreted, CPython's own "trashcan" does this.)
         global _free_depth
-        a: Value | None = self._a
-        b: Value | None = self._b
-        self._a = None
-        self._b = None
+        _free_doubles(self._operand_grads)
+        child1: object = self._child1
+        child2: object = self._child2
+        operands: object = self._operands
+        self._child1 = None
+        self._child2 = None
+        self._operands = None
         if _free_depth >= _MAX_FREE_DEPTH:
-            _pending_free.append(a)
-            _pending_free.append(b)
+            _pending_free.append(child1)
+            _pending_free.append(child2)
+            _pending_free.append(operands)
             return
         _free_depth += 1
-        a = None  # frees the child here if this was its last reference
-        b = None
+        child1 = None  # frees the child here if this was its last reference
+        child2 = None
+        operands = None
         _free_depth -= 1
         if _free_depth == 0:
             while _pending_free:
@@ -326,83 +280,451 @@ class Value:
                 _free_depth -= 1
 
 
+# Which op made a node, for display (see `microgpt.graph`): a node keeps a
+# one-byte code, an index into OP_NAMES; hand-written ops add their names.
+OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
+OP_NAMES += ["dot", "sum"]
+LEAF = cython.declare(cython.uchar, 0)
+ADD = cython.declare(cython.uchar, 1)
+MUL = cython.declare(cython.uchar, 2)
+POW = cython.declare(cython.uchar, 3)
+LOG = cython.declare(cython.uchar, 4)
+EXP = cython.declare(cython.uchar, 5)
+RELU = cython.declare(cython.uchar, 6)
+TANH = cython.declare(cython.uchar, 7)
+SIGMOID = cython.declare(cython.uchar, 8)
+GELU = cython.declare(cython.uchar, 9)
+DOT = cython.declare(cython.uchar, 10)
+SUM = cython.declare(cython.uchar, 11)
+
+# True in the compiled extension, False when this file runs interpreted.
+COMPILED: bool = cython.compiled
+# The Cython that compiled this module (None when interpreted).
+CYTHON_VERSION: str | None = cython.__version__ if cython.compiled else None
+
 _GELU_C = cython.declare(cython.double, math.sqrt(2.0 / math.pi))
 _INF = cython.declare(cython.double, math.inf)
 # Below 2**53 in size a whole-number exponent converts to a float exactly.
 _EXACT_INT = cython.declare(cython.double, 2.0**53)
 
+# False inside `with no_grad():`, where ops record no graph.
+_recording = cython.declare(cython.bint, True)
+# Each traversal marks the nodes it reaches with a new number, so that no
+# per-traversal `visited` set is needed.
+_traversals = cython.declare(cython.longlong, 0)
+# Deep graphs are freed iteratively (see Value.__dealloc__): the nodes waiting
+# to be freed, and how deeply nested the current free is.
+_free_depth = cython.declare(cython.int, 0)
+_pending_free = cython.declare(list, [])
+_MAX_FREE_DEPTH = cython.declare(cython.int, 200)
+
+
+# --- making nodes ----------------------------------------------------------------
+
 
 @cython.cfunc
 @cython.inline
-def _node1(data: cython.double, a: Value, da: cython.double, op: cython.uchar) -> Value:
-    """A new node with one child (a number operand needs no node of its own)."""
-    return _node2(data, a, da, None, 0.0, op)
-
-
-@cython.cfunc
-@cython.inline
-def _node2(
+def _set_fields(
+    node: Value,
     data: cython.double,
-    a: Value,
-    da: cython.double,
-    b: Value | None,
-    db: cython.double,
     op: cython.uchar,
+    child1: Value | None,
+    local1: cython.double,
+    child2: Value | None,
+    local2: cython.double,
 ) -> Value:
-    """A new node with two children (the same node may be both, as in x*x)."""
-    out: Value = Value.__new__(Value)
-    out.data = data
-    out.grad = 0.0
-    out._a = a
-    out._da = da
-    out._b = b
-    out._db = db
-    out._op = op
-    out._mark = 0
-    out._next = 0
-    return out
+    """The one place that sets a node's fields (a dot or sum node then gets
+    its operands from `_fused`)."""
+    node._data = data
+    node._grad = 0.0
+    node._child1 = child1
+    node._local1 = local1
+    node._child2 = child2
+    node._local2 = local2
+    node._operands = None
+    node._operand_grads = cython.NULL
+    node._op = op
+    node._visited = 0
+    node._cursor = 0
+    return node
+
+
+@cython.cfunc
+@cython.inline
+def _binary(
+    op: cython.uchar,
+    data: cython.double,
+    child1: Value,
+    local1: cython.double,
+    child2: Value | None,
+    local2: cython.double,
+) -> Value:
+    """A new node from two children (the same node may be both, as in x*x);
+    inside `no_grad()`, a leaf holding just the value."""
+    node: Value = Value.__new__(Value)
+    if not _recording:
+        return _set_fields(node, data, LEAF, None, 0.0, None, 0.0)
+    return _set_fields(node, data, op, child1, local1, child2, local2)
+
+
+@cython.cfunc
+@cython.inline
+def _unary(op: cython.uchar, data: cython.double, child: Value, local: cython.double) -> Value:
+    """A new node from one child (a number operand needs no node of its own)."""
+    return _binary(op, data, child, local, None, 0.0)
+
+
+@cython.cfunc
+def _power_node(x: Value, k_obj: float) -> Value:
+    base: cython.double = x._data
+    k: cython.double = k_obj
+    if base > 0.0 and -_EXACT_INT < k < _EXACT_INT:
+        # The common case, straight through (libm's pow, as Python uses);
+        # k - 1.0 is exact here, as other - 1 is in the original.
+        out: cython.double = base**k
+        d: cython.double = k * base ** (k - 1.0)
+        if out < _INF and -_INF < d < _INF:
+            return _unary(POW, out, x, d)
+    # Everything else (0, negatives, overflow) with Python's semantics and errors.
+    return _unary(POW, _power(base, k_obj), x, k_obj * _power(base, k_obj - 1))
+
+
+def _power(base: float, exponent: float) -> float:
+    """`base ** exponent` as Python computes it for floats, errors included."""
+    result = operator.pow(base, exponent)
+    if isinstance(result, complex):
+        raise ValueError(
+            f"cannot raise the negative number {base!r} to the fractional power {exponent!r}"
+        )
+    return float(result)
+
+
+@cython.cfunc
+@cython.inline
+def _sigmoid(x: cython.double) -> cython.double:
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e: cython.double = math.exp(x)  # the same value, without overflowing exp(-x)
+    return e / (1.0 + e)
+
+
+# --- dot and sum: one node for a whole sum of terms ---------------------------------
 
 
 def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
-    """`sum(w * x for w, x in zip(ws, xs))`, built node for node as Python
-    builds it: the products, and a running sum that starts from the number 0.
-    The same graph and the same float operations, without the interpreter's
-    overhead per node when compiled."""
-    w_list: list[Value] = ws if isinstance(ws, list) else list(ws)
-    x_list: list[Value] = xs if isinstance(xs, list) else list(xs)
-    n: cython.Py_ssize_t = min(len(w_list), len(x_list))
+    """`sum(w * x for w, x in zip(ws, xs))` as one node.
+
+    Its value is the same running sum from 0, and its children are
+    w0, x0, w1, x1, ... with local gradients x0, w0, x1, w1, ... (their values
+    now). The chain of 2n nodes that Python's sum() would build passes exactly
+    the same float operations to the same nodes in the same order, and
+    `_depth_first` puts this node where that chain's nodes were: hence the
+    same gradients bit for bit, from one node instead of 2n.
+    """
+    w_list: list[Value] = _values(ws, "dot")
+    x_list: list[Value] = _values(xs, "dot")
+    n: cython.Py_ssize_t = len(w_list)
+    if len(x_list) != n:
+        raise ValueError(f"dot() of vectors of different lengths ({n} and {len(x_list)})")
     if n == 0:
         raise ValueError("dot() of empty vectors")
+    total: cython.double = 0.0
     i: cython.Py_ssize_t
     w: Value
     x: Value
-    prod: Value
-    acc: Value = Value.__new__(Value)  # replaced on the first iteration
+    if not _recording:
+        for i in range(n):
+            w = w_list[i]
+            x = x_list[i]
+            total += w._data * x._data
+        return _binary(DOT, total, w, 0.0, None, 0.0)
+    operands: list[Value] = [w_list[0]] * (2 * n)
+    grads: cython.p_double = _new_doubles(2 * n)
     for i in range(n):
         w = w_list[i]
         x = x_list[i]
-        prod = _node2(w.data * x.data, w, x.data, x, w.data, MUL)
-        if i == 0:
-            acc = _node1(prod.data + 0.0, prod, 1.0, ADD)  # sum() starts with 0 + first
-        else:
-            acc = _node2(acc.data + prod.data, acc, 1.0, prod, 1.0, ADD)
-    return acc
+        total += w._data * x._data  # -ffp-contract=off: never one fused multiply-add
+        operands[2 * i] = w
+        operands[2 * i + 1] = x
+        grads[2 * i] = x._data  # d(w*x)/dw
+        grads[2 * i + 1] = w._data  # d(w*x)/dx
+    return _fused(DOT, total, operands, grads)
 
 
 def vsum(values: Sequence[Value]) -> Value:
-    """`sum(values)` for a non-empty list of Values, built node for node as
-    Python's sum() builds it (starting from the number 0)."""
-    vs: list[Value] = values if isinstance(values, list) else list(values)
+    """`sum(values)` as one node: the same running sum from 0, and the same
+    gradients as the chain of + nodes Python's sum() would build (see `dot`)."""
+    vs: list[Value] = _values(values, "vsum")
     n: cython.Py_ssize_t = len(vs)
     if n == 0:
         raise ValueError("vsum() of an empty list")
-    v: Value = vs[0]
-    acc: Value = _node1(v.data + 0.0, v, 1.0, ADD)
+    total: cython.double = 0.0
     i: cython.Py_ssize_t
-    for i in range(1, n):
+    v: Value
+    for i in range(n):
         v = vs[i]
-        acc = _node2(acc.data + v.data, acc, 1.0, v, 1.0, ADD)
-    return acc
+        total += v._data
+    if not _recording:
+        return _binary(SUM, total, v, 0.0, None, 0.0)
+    grads: cython.p_double = _new_doubles(n)
+    for i in range(n):
+        grads[i] = 1.0
+    return _fused(SUM, total, vs if vs is not values else list(vs), grads)
+
+
+@cython.cfunc
+def _fused(
+    op: cython.uchar, data: cython.double, operands: list[Value], grads: cython.p_double
+) -> Value:
+    node: Value = Value.__new__(Value)
+    _set_fields(node, data, op, None, 0.0, None, 0.0)
+    node._operands = operands
+    node._operand_grads = grads
+    return node
+
+
+@cython.cfunc
+@cython.inline
+def _term_size(node: Value) -> cython.Py_ssize_t:
+    """How many operands make one term: w_i and x_i for dot, v_i for sum."""
+    return 2 if node._op == DOT else 1
+
+
+@cython.cfunc
+def _new_doubles(n: cython.Py_ssize_t) -> cython.p_double:
+    """Room for n floats: a C array when compiled, a list when interpreted."""
+    if cython.compiled:
+        p: cython.p_double = cython.cast(
+            cython.p_double, PyMem_Malloc(n * cython.sizeof(cython.double))
+        )
+        if p == cython.NULL:
+            raise MemoryError()
+        return p
+    else:
+        return [0.0] * n
+
+
+@cython.cfunc
+@cython.inline
+def _free_doubles(p: cython.p_double) -> cython.void:
+    if cython.compiled:
+        PyMem_Free(p)
+
+
+# --- the order of backpropagation ------------------------------------------------
+
+
+@cython.cfunc
+def _depth_first(root: Value, order: list[Value], run_starts: list[int] | None) -> cython.void:
+    """The original's recursive depth-first search, on an explicit stack so
+    that no graph is too deep for it, appending nodes to `order` as the
+    recursion would have finished them (children before parents).
+
+    With `run_starts` None: every node once. Otherwise the backward
+    schedule: only nodes with children (a leaf passes nothing on), and a dot
+    or sum node once per term, right after that term's operands, which is
+    where the chain of + and * nodes it replaces would have finished each of
+    its nodes. Consecutive terms merge into one run (its first term goes to
+    `run_starts`), since only leaves, which do nothing, can lie between them.
+    """
+    global _traversals
+    _traversals += 1
+    mark: cython.longlong = _traversals
+    parents: list[Value] = []  # the path from root down to node
+    node: Value = root
+    child: Value | None
+    node._visited = mark
+    node._cursor = 0
+    while True:
+        child = _next_child(node, mark, order, run_starts)
+        if child is not None:
+            child._visited = mark
+            child._cursor = 0
+            parents.append(node)
+            node = child
+            continue
+        # every child of node is done: the recursion would return from it here
+        if run_starts is None:
+            order.append(node)
+        elif node._child1 is not None:
+            order.append(node)
+        if not parents:
+            return
+        node = parents.pop()
+
+
+@cython.cfunc
+def _next_child(
+    node: Value, mark: cython.longlong, order: list[Value], run_starts: list[int] | None
+) -> Value | None:
+    """The next child of `node` not reached yet (None when there is none),
+    moving its cursor on; for a dot or sum node, also schedules each term
+    whose operands are all done."""
+    child: Value | None
+    if node._operands is None:
+        if node._cursor == 0:
+            node._cursor = 1
+            child = node._child1
+            if child is not None and child._visited != mark:
+                return child
+        if node._cursor == 1:
+            node._cursor = 2
+            child = node._child2
+            if child is not None and child._visited != mark:
+                return child
+        return None
+    operands: list[Value] = node._operands
+    n: cython.Py_ssize_t = len(operands)
+    size: cython.Py_ssize_t = _term_size(node)
+    c: cython.Py_ssize_t = node._cursor
+    while True:
+        if c != 0 and c % size == 0 and run_starts is not None:
+            _schedule_term(node, c // size - 1, order, run_starts)
+        if c == n:
+            node._cursor = c
+            return None
+        child = operands[c]
+        c += 1
+        if child._visited != mark:
+            node._cursor = c
+            return child
+
+
+@cython.cfunc
+@cython.inline
+def _schedule_term(
+    node: Value, term: cython.Py_ssize_t, order: list[Value], run_starts: list[int]
+) -> cython.void:
+    if order and order[len(order) - 1] is node:
+        return  # nothing but leaves since its previous term: that run goes on
+    order.append(node)
+    run_starts.append(term)
+
+
+def _backward_schedule(root: Value) -> tuple[list[Value], list[int]]:
+    """The nodes `backward()` passes gradients from, in topological order,
+    and for each run of dot/sum terms in it, its first term."""
+    order: list[Value] = []
+    run_starts: list[int] = []
+    _depth_first(root, order, run_starts)
+    return order, run_starts
+
+
+@cython.cfunc
+def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
+    """The chain rule over the schedule, parents first (see backward())."""
+    i: cython.Py_ssize_t
+    k: cython.Py_ssize_t
+    start: cython.Py_ssize_t
+    node: Value
+    child: Value
+    g: cython.double
+    for i in range(len(order) - 1, -1, -1):
+        node = order[i]
+        g = node._grad
+        if node._operands is None:
+            child = cython.cast(Value, node._child1)  # a scheduled node has children
+            child._grad += node._local1 * g
+            if node._child2 is not None:
+                child = cython.cast(Value, node._child2)
+                child._grad += node._local2 * g
+            continue
+        # A run of terms, last term first, as the chain's nodes came in reverse.
+        # Within a term the two operands are two different nodes, or the same
+        # node given the same amount twice: their order does not matter.
+        operands: list[Value] = node._operands
+        grads: cython.p_double = node._operand_grads
+        start = run_starts.pop()
+        start *= _term_size(node)
+        for k in range(node._cursor - 1, start - 1, -1):
+            child = operands[k]
+            child._grad += grads[k] * g
+        node._cursor = start
+
+
+# --- no_grad ----------------------------------------------------------------------
+
+
+class no_grad:  # noqa: N801 - named like the context manager users know from PyTorch
+    """`with no_grad():` ops compute their values but record no graph (as for
+    sampling, where nothing is backpropagated): faster, and nothing to free."""
+
+    def __enter__(self) -> None:
+        global _recording
+        self._was_recording: bool = _recording
+        _recording = False
+
+    def __exit__(self, *exc: object) -> None:
+        global _recording
+        _recording = self._was_recording
+
+
+# --- checks at the edges ------------------------------------------------------------
+
+
+def _number(value: object, what: str) -> float:
+    """`value` as a float, if it is a number (both engines accept the same)."""
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"Value {what} must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _checked_children(
+    children: Sequence[Value], local_grads: Sequence[float]
+) -> tuple[Value | None, float, Value | None, float]:
+    kids = tuple(children)
+    grads = tuple(local_grads)
+    if len(kids) != len(grads) or len(kids) > 2:
+        raise ValueError("a Value takes at most two children, each with one local gradient")
+    for kid in kids:
+        _check_value(kid, "children")
+    locals_ = [_number(g, "local gradient") for g in grads] + [0.0, 0.0]
+    first: Value | None = kids[0] if len(kids) > 0 else None
+    second: Value | None = kids[1] if len(kids) > 1 else None
+    return first, locals_[0], second, locals_[1]
+
+
+def _values(items: Sequence[Value], where: str) -> list[Value]:
+    """`items` as a list, each checked to be a Value of this engine."""
+    values: list[Value] = items if type(items) is list else list(items)
+    item: object
+    for item in values:
+        if not isinstance(item, Value):
+            _check_value(item, f"{where}() arguments")
+    return values
+
+
+def _check_value(item: object, what: str) -> None:
+    if isinstance(item, Value):
+        return
+    _not_an_operand(item)
+    raise TypeError(f"{what} must be Values, not {type(item).__name__}")
+
+
+def _not_an_operand(other: object) -> Value:
+    """NotImplemented (so Python tries the other operand's method), unless
+    `other` is a Value of the other engine, which cannot be combined."""
+    kind = type(other)
+    if kind.__name__ == "Value" and kind.__module__ in ("microgpt.engine", "microgpt._engine"):
+        raise TypeError(
+            f"cannot combine Values of two engines ({kind.__module__} and {__name__}): "
+            "use one engine per process (MICROGPT_PURE selects it)"
+        )
+    return NotImplemented  # type: ignore[no-any-return]
+
+
+def _op_code(name: str) -> int:
+    """The code of an op name, registering a new (hand-written) op's name."""
+    if not isinstance(name, str):
+        raise TypeError(f"op must be a str, not {type(name).__name__}")
+    if name not in OP_NAMES:
+        if len(OP_NAMES) >= 256:
+            raise ValueError("too many distinct op names (at most 256)")
+        OP_NAMES.append(name)
+    return OP_NAMES.index(name)
+
+
+# --- Adam ----------------------------------------------------------------------------
 
 
 def adam_update(
@@ -432,8 +754,8 @@ def adam_update(
     p: Value
     for i in range(n):  # a NaN or infinite gradient would spoil the moments for good
         p = params[i]
-        if not -_INF < p.grad < _INF:
-            raise FloatingPointError(f"the gradient of parameter {i} is {p.grad!r}")
+        if not -_INF < p._grad < _INF:
+            raise FloatingPointError(f"the gradient of parameter {i} is {p._grad!r}")
     g: cython.double
     m_i: cython.double
     v_i: cython.double
@@ -441,31 +763,12 @@ def adam_update(
     v_hat: cython.double
     for i in range(n):
         p = params[i]
-        g = p.grad
+        g = p._grad
         m_i = beta1 * m[i] + (1 - beta1) * g
         v_i = beta2 * v[i] + (1 - beta2) * g**2
         m[i] = m_i
         v[i] = v_i
         m_hat = m_i / bias1
         v_hat = v_i / bias2
-        p.data -= lr_t * m_hat / (v_hat**0.5 + eps)
-        p.grad = 0.0
-
-
-def _op_code(name: str) -> int:
-    """The code of an op name, registering a new (hand-written) op's name."""
-    if name not in OP_NAMES:
-        if len(OP_NAMES) >= 256:
-            raise ValueError("too many distinct op names (at most 256)")
-        OP_NAMES.append(name)
-    return OP_NAMES.index(name)
-
-
-def _power(base: float, exponent: float) -> float:
-    """`base ** exponent` as Python computes it for floats, errors included."""
-    result = operator.pow(base, exponent)
-    if isinstance(result, complex):
-        raise ValueError(
-            f"cannot raise the negative number {base!r} to the fractional power {exponent!r}"
-        )
-    return float(result)
+        p._data -= lr_t * m_hat / (v_hat**0.5 + eps)
+        p._grad = 0.0

@@ -1,0 +1,178 @@
+"""Fused `dot` and `vsum` nodes give every gradient bit for bit as the chains
+of + and * nodes they stand for, in any graph; and `no_grad()` records none.
+
+Each random graph is built twice from the same program: once with the fused
+`dot`/`vsum`, once with the explicit chain `sum(w * x for ...)` / `sum(vs)`
+that Python (and the original microgpt) builds. Values and every node's
+gradient must be equal as floats, not just close.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import microgpt
+from microgpt.backend import engine
+
+Value = microgpt.Value
+Program = list[tuple[str, list[int], float]]
+
+
+def random_program(rng: random.Random, n_leaves: int, n_ops: int) -> Program:
+    """Ops over earlier nodes (by index), so the same program builds either graph.
+
+    Operands are drawn with repeats and often from the newest nodes, so that a
+    node is reached for the first time between two terms of a dot or a sum,
+    and gets gradient from several places: the cases where the order of
+    accumulation shows in the last bit.
+    """
+    program: Program = []
+    for i in range(n_ops):
+        size = n_leaves + i
+
+        def pick(size: int = size) -> int:
+            if rng.random() < 0.5:
+                return rng.randrange(size)
+            return rng.randrange(max(0, size - 4), size)  # one of the newest nodes
+
+        kind = rng.choice(["dot", "dot", "sum", "sum", "add", "mul", "exp", "tanh", "pow", "relu"])
+        if kind in ("dot", "sum"):
+            length = rng.randint(1, 6)
+            program.append(
+                (kind, [pick() for _ in range(length * (2 if kind == "dot" else 1))], 0.0)
+            )
+        elif kind in ("add", "mul"):
+            program.append((kind, [pick(), pick()], 0.0))
+        else:
+            program.append((kind, [pick()], rng.choice([2.0, -1.0, 0.5, 3.0])))
+    return program
+
+
+def build(program: Program, leaves: list[Any], fused: bool) -> list[Any]:
+    nodes = list(leaves)
+    for kind, args, k in program:
+        xs = [nodes[a] for a in args]
+        if kind == "dot":
+            ws, vs = xs[0::2], xs[1::2]
+            node = engine.dot(ws, vs) if fused else sum(w * v for w, v in zip(ws, vs))
+        elif kind == "sum":
+            node = engine.vsum(xs) if fused else sum(xs)
+        elif kind == "add":
+            node = xs[0] + xs[1]
+        elif kind == "mul":
+            node = xs[0] * xs[1]
+        elif kind == "exp":
+            node = xs[0].tanh().exp()
+        elif kind == "tanh":
+            node = xs[0].tanh()
+        elif kind == "relu":
+            node = xs[0].relu()
+        else:
+            node = (xs[0].tanh() * xs[0].tanh() + 1.0) ** k
+        nodes.append(node)
+    return nodes
+
+
+def gradients_both_ways(seed: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    rng = random.Random(seed)
+    n_leaves = rng.randint(1, 5)
+    program = random_program(rng, n_leaves, rng.randint(1, 25))
+    data = [rng.uniform(-1.5, 1.5) for _ in range(n_leaves)]
+    results = []
+    for fused in (True, False):
+        leaves = [Value(x) for x in data]
+        nodes = build(program, leaves, fused)
+        # the output uses several nodes, so inner nodes have several parents
+        root = sum(nodes[-3:]) if fused is False else engine.vsum(nodes[-3:])
+        root.backward()
+        # every node of the program that both graphs share (the dot/sum nodes
+        # themselves are the last of their chain in the unfused graph)
+        results.append([(node.data, node.grad) for node in nodes])
+    return results[0], results[1]
+
+
+SEEDS = range(400)
+
+
+def test_random_graphs_of_fused_and_unfused_ops_match_the_explicit_chains() -> None:
+    differing = [seed for seed in SEEDS if len(set(map(repr, gradients_both_ways(seed)))) != 1]
+    assert differing == [], f"fused and explicit graphs differ for seeds {differing[:10]}"
+
+
+def test_the_random_graphs_reach_nodes_between_two_terms() -> None:
+    # Guard: the programs must exercise what makes per-term order matter: a
+    # dot or sum one of whose operands is a non-leaf node first reached by it,
+    # after an earlier term of it.
+    def first_reached_between_terms(seed: int) -> bool:
+        rng = random.Random(seed)
+        n_leaves = rng.randint(1, 5)
+        program = random_program(rng, n_leaves, rng.randint(1, 25))
+        used: set[int] = set()  # operands of the ops so far
+        for kind, args, _ in program:
+            size = 2 if kind == "dot" else 1
+            if kind in ("dot", "sum"):
+                later = args[size:]
+                if any(
+                    a >= n_leaves and a not in used and a not in args[:i]
+                    for i, a in enumerate(later, start=size)
+                ):
+                    return True
+            used.update(args)
+        return False
+
+    assert sum(first_reached_between_terms(seed) for seed in SEEDS) >= 50
+
+
+def test_the_gpt_loss_gradients_match_the_explicit_chains() -> None:
+    # The model's own graph: a training loss built with fused nodes, and the
+    # same loss with every dot and vsum spelled out as Python's sum().
+    from microgpt import nn
+    from microgpt.train import Run, TrainConfig
+
+    docs = ["emma", "olivia", "ava", "isabella", "sophia", "mia"]
+
+    def grads(dot: Callable[..., Any], vsum: Callable[..., Any]) -> list[float]:
+        saved = nn.dot, nn.vsum
+        nn.dot, nn.vsum = dot, vsum
+        try:
+            run = Run.start(docs, TrainConfig(seed=3), n_layer=2, n_embd=8, n_head=2)
+            loss = run.loss("isabella")
+            loss.backward()
+            return [loss.data] + [p.grad for p in run.model.params]
+        finally:
+            nn.dot, nn.vsum = saved
+
+    fused = grads(engine.dot, engine.vsum)
+    explicit = grads(lambda ws, xs: sum(w * x for w, x in zip(ws, xs)), lambda vs: sum(vs))
+    assert fused == explicit
+
+
+# --- no_grad -----------------------------------------------------------------------
+
+
+def test_no_grad_computes_the_same_values_and_records_no_graph() -> None:
+    xs = [Value(0.5), Value(-1.25), Value(2.0)]
+    ws = [Value(0.3), Value(0.7), Value(-0.1)]
+    expected = [(engine.dot(ws, xs).exp() + engine.vsum(xs)).data, (xs[0] * xs[1] / 3).data]
+    with engine.no_grad():
+        out = [(engine.dot(ws, xs).exp() + engine.vsum(xs)), xs[0] * xs[1] / 3]
+    assert [v.data for v in out] == expected
+    assert all(v.children == () for v in out)
+    # and recording is back on afterwards, also after an error inside
+    with pytest.raises(ZeroDivisionError), engine.no_grad():
+        _ = Value(0.0) ** -1
+    assert (xs[0] * xs[1]).children == (xs[0], xs[1])
+
+
+def test_no_grad_nests() -> None:
+    x = Value(2.0)
+    with engine.no_grad():
+        with engine.no_grad():
+            pass
+        assert (x * x).children == ()
+    assert (x * x).children == (x, x)
+    assert microgpt.no_grad is engine.no_grad
