@@ -19,6 +19,7 @@ after the divider further down.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -307,6 +308,8 @@ _INF = cython.declare(cython.double, math.inf)
 # Below 2**53 in size a whole-number exponent converts to a float exactly.
 _EXACT_INT = cython.declare(cython.double, 2.0**53)
 
+# Interpreted, dot() and vsum() read the values of many nodes through this.
+_data_of = operator.attrgetter("_data")
 # False inside `with no_grad():`, where ops record no graph.
 _recording = cython.declare(cython.bint, True)
 # Each traversal marks the nodes it reaches with a new number, so that no
@@ -361,10 +364,9 @@ def _binary(
 ) -> Value:
     """A new node from two children (the same node may be both, as in x*x);
     inside `no_grad()`, a leaf holding just the value."""
-    node: Value = Value.__new__(Value)
     if not _recording:
-        return _set_fields(node, data, LEAF, None, 0.0, None, 0.0)
-    return _set_fields(node, data, op, child1, local1, child2, local2)
+        return _constant(data)
+    return _set_fields(Value.__new__(Value), data, op, child1, local1, child2, local2)
 
 
 @cython.cfunc
@@ -372,6 +374,13 @@ def _binary(
 def _unary(op: cython.uchar, data: cython.double, child: Value, local: cython.double) -> Value:
     """A new node from one child (a number operand needs no node of its own)."""
     return _binary(op, data, child, local, None, 0.0)
+
+
+@cython.cfunc
+@cython.inline
+def _constant(data: cython.double) -> Value:
+    """A new node with no children: a value that records no graph."""
+    return _set_fields(Value.__new__(Value), data, LEAF, None, 0.0, None, 0.0)
 
 
 @cython.cfunc
@@ -421,55 +430,90 @@ def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     `_depth_first` puts this node where that chain's nodes were: hence the
     same gradients bit for bit, from one node instead of 2n.
     """
-    w_list: list[Value] = _values(ws, "dot")
-    x_list: list[Value] = _values(xs, "dot")
+    w_list: list[Value] = ws if type(ws) is list else list(ws)
+    x_list: list[Value] = xs if type(xs) is list else list(xs)
     n: cython.Py_ssize_t = len(w_list)
     if len(x_list) != n:
         raise ValueError(f"dot() of vectors of different lengths ({n} and {len(x_list)})")
     if n == 0:
         raise ValueError("dot() of empty vectors")
-    total: cython.double = 0.0
-    i: cython.Py_ssize_t
-    w: Value
-    x: Value
-    if not _recording:
-        for i in range(n):
-            w = w_list[i]
-            x = x_list[i]
-            total += w._data * x._data
-        return _binary(DOT, total, w, 0.0, None, 0.0)
-    operands: list[Value] = [w_list[0]] * (2 * n)
-    grads: cython.p_double = _new_doubles(2 * n)
-    for i in range(n):
-        w = w_list[i]
-        x = x_list[i]
-        total += w._data * x._data  # -ffp-contract=off: never one fused multiply-add
-        operands[2 * i] = w
-        operands[2 * i + 1] = x
-        grads[2 * i] = x._data  # d(w*x)/dw
-        grads[2 * i + 1] = w._data  # d(w*x)/dx
-    return _fused(DOT, total, operands, grads)
+    try:
+        return _dot(w_list, x_list, n)
+    except (AttributeError, TypeError):  # raised by an item that is not a Value
+        _check_values(w_list + x_list, "dot")
+        raise
 
 
 def vsum(values: Sequence[Value]) -> Value:
     """`sum(values)` as one node: the same running sum from 0, and the same
     gradients as the chain of + nodes Python's sum() would build (see `dot`)."""
-    vs: list[Value] = _values(values, "vsum")
+    vs: list[Value] = list(values)  # a copy: the node keeps it
     n: cython.Py_ssize_t = len(vs)
     if n == 0:
         raise ValueError("vsum() of an empty list")
-    total: cython.double = 0.0
+    try:
+        return _vsum(vs, n)
+    except (AttributeError, TypeError):
+        _check_values(vs, "vsum")
+        raise
+
+
+@cython.cfunc
+def _dot(ws: list[Value], xs: list[Value], n: cython.Py_ssize_t) -> Value:
+    if not cython.compiled:  # interpreted, the loops run in C through map()
+        w_data = list(map(_data_of, ws))
+        x_data = list(map(_data_of, xs))
+        total = functools.reduce(operator.add, map(operator.mul, w_data, x_data), 0.0)
+        if not _recording:
+            return _constant(total)
+        operands = ws + xs
+        operands[0::2] = ws  # w0, x0, w1, x1, ...
+        operands[1::2] = xs
+        local_grads = w_data + x_data
+        local_grads[0::2] = x_data  # d(w*x)/dw
+        local_grads[1::2] = w_data  # d(w*x)/dx
+        return _fused(DOT, total, operands, local_grads)
+    # compiled: the same float operations, in one loop over C doubles
+    i: cython.Py_ssize_t
+    w: Value
+    x: Value
+    sum_: cython.double = 0.0
+    if not _recording:
+        for i in range(n):
+            w = ws[i]
+            x = xs[i]
+            sum_ += w._data * x._data
+        return _constant(sum_)
+    children: list[Value] = ws + xs
+    grads: cython.p_double = _new_doubles(2 * n)
+    for i in range(n):
+        w = ws[i]
+        x = xs[i]
+        sum_ += w._data * x._data  # -ffp-contract=off: never one fused multiply-add
+        children[2 * i] = w
+        children[2 * i + 1] = x
+        grads[2 * i] = x._data
+        grads[2 * i + 1] = w._data
+    return _fused(DOT, sum_, children, grads)
+
+
+@cython.cfunc
+def _vsum(vs: list[Value], n: cython.Py_ssize_t) -> Value:
+    if not cython.compiled:
+        total = functools.reduce(operator.add, map(_data_of, vs), 0.0)
+        return _fused(SUM, total, vs, [1.0] * n) if _recording else _constant(total)
     i: cython.Py_ssize_t
     v: Value
+    sum_: cython.double = 0.0
     for i in range(n):
         v = vs[i]
-        total += v._data
+        sum_ += v._data
     if not _recording:
-        return _binary(SUM, total, v, 0.0, None, 0.0)
+        return _constant(sum_)
     grads: cython.p_double = _new_doubles(n)
     for i in range(n):
         grads[i] = 1.0
-    return _fused(SUM, total, vs if vs is not values else list(vs), grads)
+    return _fused(SUM, sum_, vs, grads)
 
 
 @cython.cfunc
@@ -481,13 +525,6 @@ def _fused(
     node._operands = operands
     node._operand_grads = grads
     return node
-
-
-@cython.cfunc
-@cython.inline
-def _term_size(node: Value) -> cython.Py_ssize_t:
-    """How many operands make one term: w_i and x_i for dot, v_i for sum."""
-    return 2 if node._op == DOT else 1
 
 
 @cython.cfunc
@@ -558,36 +595,56 @@ def _next_child(
     node: Value, mark: cython.longlong, order: list[Value], run_starts: list[int] | None
 ) -> Value | None:
     """The next child of `node` not reached yet (None when there is none),
-    moving its cursor on; for a dot or sum node, also schedules each term
-    whose operands are all done."""
+    moving its cursor on."""
     child: Value | None
-    if node._operands is None:
-        if node._cursor == 0:
-            node._cursor = 1
-            child = node._child1
-            if child is not None and child._visited != mark:
-                return child
-        if node._cursor == 1:
-            node._cursor = 2
-            child = node._child2
-            if child is not None and child._visited != mark:
-                return child
-        return None
-    operands: list[Value] = node._operands
-    n: cython.Py_ssize_t = len(operands)
-    size: cython.Py_ssize_t = _term_size(node)
-    c: cython.Py_ssize_t = node._cursor
-    while True:
-        if c != 0 and c % size == 0 and run_starts is not None:
-            _schedule_term(node, c // size - 1, order, run_starts)
-        if c == n:
-            node._cursor = c
-            return None
-        child = operands[c]
-        c += 1
-        if child._visited != mark:
-            node._cursor = c
+    if node._operands is not None:
+        return _next_operand(node, mark, order, run_starts)
+    if node._cursor == 0:
+        node._cursor = 1
+        child = node._child1
+        if child is not None and child._visited != mark:
             return child
+    if node._cursor == 1:
+        node._cursor = 2
+        child = node._child2
+        if child is not None and child._visited != mark:
+            return child
+    return None
+
+
+@cython.cfunc
+def _next_operand(
+    node: Value, mark: cython.longlong, order: list[Value], run_starts: list[int] | None
+) -> Value | None:
+    """`_next_child` of a dot or sum node. Leaves among its operands are
+    reached on the way (nothing lies below them); then the terms whose
+    operands are all done are scheduled, as one run."""
+    operands: list[Value] = node._operands  # type: ignore[assignment]
+    n: cython.Py_ssize_t = len(operands)
+    term_size: cython.Py_ssize_t = 2 if node._op == DOT else 1  # w_i and x_i, or v_i
+    start: cython.Py_ssize_t = node._cursor
+    j: cython.Py_ssize_t = start
+    child: Value
+    while j < n:
+        child = operands[j]
+        if child._visited != mark:
+            if child._child1 is not None or child._operands is not None:
+                break  # a node with children of its own: the search goes down into it
+            child._visited = mark
+            if run_starts is None:
+                order.append(child)
+        j += 1
+    if run_starts is not None:
+        # the first term that ends at or after `start`, if it ends by j
+        end: cython.Py_ssize_t = max(start, term_size)
+        end += (term_size - end % term_size) % term_size
+        if end <= j:
+            _schedule_term(node, end // term_size - 1, order, run_starts)
+    if j == n:
+        node._cursor = n
+        return None
+    node._cursor = j + 1
+    return operands[j]
 
 
 @cython.cfunc
@@ -623,19 +680,16 @@ def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
         node = order[i]
         g = node._grad
         if node._operands is None:
-            child = cython.cast(Value, node._child1)  # a scheduled node has children
-            child._grad += node._local1 * g
+            node._child1._grad += node._local1 * g  # type: ignore[union-attr]
             if node._child2 is not None:
-                child = cython.cast(Value, node._child2)
-                child._grad += node._local2 * g
+                node._child2._grad += node._local2 * g
             continue
         # A run of terms, last term first, as the chain's nodes came in reverse.
         # Within a term the two operands are two different nodes, or the same
         # node given the same amount twice: their order does not matter.
         operands: list[Value] = node._operands
         grads: cython.p_double = node._operand_grads
-        start = run_starts.pop()
-        start *= _term_size(node)
+        start = run_starts.pop() * (2 if node._op == DOT else 1)
         for k in range(node._cursor - 1, start - 1, -1):
             child = operands[k]
             child._grad += grads[k] * g
@@ -684,14 +738,9 @@ def _checked_children(
     return first, locals_[0], second, locals_[1]
 
 
-def _values(items: Sequence[Value], where: str) -> list[Value]:
-    """`items` as a list, each checked to be a Value of this engine."""
-    values: list[Value] = items if type(items) is list else list(items)
-    item: object
-    for item in values:
-        if not isinstance(item, Value):
-            _check_value(item, f"{where}() arguments")
-    return values
+def _check_values(items: list[Value], where: str) -> None:
+    for item in items:
+        _check_value(item, f"{where}() arguments")
 
 
 def _check_value(item: object, what: str) -> None:
