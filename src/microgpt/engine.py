@@ -33,11 +33,16 @@ else:
     except ModuleNotFoundError:  # interpreted without Cython installed
         from microgpt import _cython_shim as cython
 
-if cython.compiled:  # C memory for the local gradients of dot and sum nodes
+if cython.compiled:  # C-level memory and list access for dot and sum nodes
+    from cython.cimports.cpython.list import (  # type: ignore[import-untyped,unused-ignore]
+        PyList_New,
+        PyList_SET_ITEM,
+    )
     from cython.cimports.cpython.mem import (  # type: ignore[import-untyped,unused-ignore]
         PyMem_Free,
         PyMem_Malloc,
     )
+    from cython.cimports.cpython.ref import Py_INCREF  # type: ignore[import-untyped,unused-ignore]
 
 
 @cython.final
@@ -484,14 +489,16 @@ def _dot(ws: list[Value], xs: list[Value], n: cython.Py_ssize_t) -> Value:
             x = xs[i]
             sum_ += w._data * x._data
         return _constant(sum_)
-    children: list[Value] = ws + xs
+    children: list[Value] = PyList_New(2 * n)
     grads: cython.p_double = _new_doubles(2 * n)
     for i in range(n):
         w = ws[i]
         x = xs[i]
         sum_ += w._data * x._data  # -ffp-contract=off: never one fused multiply-add
-        children[2 * i] = w
-        children[2 * i + 1] = x
+        Py_INCREF(w)  # the new list's slots are empty: fill them without a check
+        PyList_SET_ITEM(children, 2 * i, w)
+        Py_INCREF(x)
+        PyList_SET_ITEM(children, 2 * i + 1, x)
         grads[2 * i] = x._data
         grads[2 * i + 1] = w._data
     return _fused(DOT, sum_, children, grads)

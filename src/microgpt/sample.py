@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import random
 
+from microgpt.backend import engine
 from microgpt.data import Tokenizer
 from microgpt.errors import UsageError
 from microgpt.nn import GPT, softmax
+
+no_grad = engine.no_grad
 
 
 def check_temperature(temperature: float) -> None:
@@ -51,16 +54,17 @@ def sample(
     token_id = tokenizer.bos
     out = list(prompt_ids)
     choices = range(tokenizer.vocab_size)
-    for pos_id in range(model.config.block_size):
-        logits = model(token_id, pos_id, keys, values)
-        if pos_id < len(prompt_ids):  # still reading the prompt: no draw
-            token_id = prompt_ids[pos_id]
-            continue
-        probs = softmax([logit / temperature for logit in logits])
-        token_id = rng.choices(choices, weights=[p.data for p in probs])[0]
-        if token_id == tokenizer.bos:
-            break
-        out.append(token_id)
+    with no_grad():  # nothing is backpropagated: build no graph
+        for pos_id in range(model.config.block_size):
+            logits = model(token_id, pos_id, keys, values)
+            if pos_id < len(prompt_ids):  # still reading the prompt: no draw
+                token_id = prompt_ids[pos_id]
+                continue
+            probs = softmax([logit / temperature for logit in logits])
+            token_id = rng.choices(choices, weights=[p.data for p in probs])[0]
+            if token_id == tokenizer.bos:
+                break
+            out.append(token_id)
     return tokenizer.decode(out)
 
 
