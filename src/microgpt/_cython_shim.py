@@ -6,12 +6,13 @@ C type is the Python type that stands for it when interpreted."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 compiled = False
 __version__ = None
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 double = float
 longlong = int
@@ -46,3 +47,7 @@ def cast(_ctype: Any, value: Any) -> Any:
 
 def sizeof(_ctype: Any) -> int:
     return 8
+
+
+class pointer(Generic[_T]):  # noqa: N801 - mirrors cython.pointer[...]
+    """A C pointer; used only in code that runs compiled."""

@@ -35,6 +35,7 @@ else:
 
 if cython.compiled:  # C-level memory and list access for dot and sum nodes
     from cython.cimports.cpython.list import (  # type: ignore[import-untyped,unused-ignore]
+        PyList_GET_ITEM,
         PyList_New,
         PyList_SET_ITEM,
     )
@@ -42,6 +43,7 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
         PyMem_Free,
         PyMem_Malloc,
     )
+    from cython.cimports.cpython.object import PyObject  # type: ignore[import-untyped,unused-ignore]
     from cython.cimports.cpython.ref import Py_INCREF  # type: ignore[import-untyped,unused-ignore]
 
 
@@ -487,6 +489,8 @@ def _dot(ws: list[Value], xs: list[Value], n: cython.Py_ssize_t) -> Value:
         for i in range(n):
             w = ws[i]
             x = xs[i]
+            if w is None or x is None:
+                raise TypeError()
             sum_ += w._data * x._data
         return _constant(sum_)
     children: list[Value] = PyList_New(2 * n)
@@ -494,6 +498,8 @@ def _dot(ws: list[Value], xs: list[Value], n: cython.Py_ssize_t) -> Value:
     for i in range(n):
         w = ws[i]
         x = xs[i]
+        if w is None or x is None:  # the typed reads above let None through
+            raise TypeError()
         sum_ += w._data * x._data  # -ffp-contract=off: never one fused multiply-add
         Py_INCREF(w)  # the new list's slots are empty: fill them without a check
         PyList_SET_ITEM(children, 2 * i, w)
@@ -514,6 +520,8 @@ def _vsum(vs: list[Value], n: cython.Py_ssize_t) -> Value:
     sum_: cython.double = 0.0
     for i in range(n):
         v = vs[i]
+        if v is None:
+            raise TypeError()
         sum_ += v._data
     if not _recording:
         return _constant(sum_)
@@ -631,16 +639,19 @@ def _next_operand(
     term_size: cython.Py_ssize_t = 2 if node._op == DOT else 1  # w_i and x_i, or v_i
     start: cython.Py_ssize_t = node._cursor
     j: cython.Py_ssize_t = start
-    child: Value
-    while j < n:
-        child = operands[j]
-        if child._visited != mark:
-            if child._child1 is not None or child._operands is not None:
-                break  # a node with children of its own: the search goes down into it
-            child._visited = mark
-            if run_starts is None:
-                order.append(child)
-        j += 1
+    if cython.compiled:
+        j = _skip_reached_operands(operands, j, n, mark, order, run_starts is None)
+    else:
+        child: Value
+        while j < n:
+            child = operands[j]
+            if child._visited != mark:
+                if child._child1 is not None or child._operands is not None:
+                    break  # a node with children of its own: the search goes down into it
+                child._visited = mark
+                if run_starts is None:
+                    order.append(child)
+            j += 1
     if run_starts is not None:
         # the first term that ends at or after `start`, if it ends by j
         end: cython.Py_ssize_t = max(start, term_size)
@@ -652,6 +663,34 @@ def _next_operand(
         return None
     node._cursor = j + 1
     return operands[j]
+
+
+@cython.cfunc
+@cython.inline
+def _skip_reached_operands(
+    operands: list[Value],
+    j: cython.Py_ssize_t,
+    n: cython.Py_ssize_t,
+    mark: cython.longlong,
+    order: list[Value],
+    keep_leaves: cython.bint,
+) -> cython.Py_ssize_t:
+    """Compiled, the loop of `_next_operand` over borrowed references: it
+    reads and marks the operands without touching their reference counts."""
+    item: cython.pointer[PyObject]
+    while j < n:
+        item = PyList_GET_ITEM(operands, j)
+        if cython.cast(Value, item)._visited != mark:
+            if (
+                cython.cast(Value, item)._child1 is not None
+                or cython.cast(Value, item)._operands is not None
+            ):
+                break
+            cython.cast(Value, item)._visited = mark
+            if keep_leaves:
+                order.append(cython.cast(Value, item))
+        j += 1
+    return j
 
 
 @cython.cfunc
@@ -697,10 +736,31 @@ def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
         operands: list[Value] = node._operands
         grads: cython.p_double = node._operand_grads
         start = run_starts.pop() * (2 if node._op == DOT else 1)
-        for k in range(node._cursor - 1, start - 1, -1):
-            child = operands[k]
-            child._grad += grads[k] * g
+        if cython.compiled:
+            _pass_to_operands(operands, grads, start, node._cursor, g)
+        else:
+            for k in range(node._cursor - 1, start - 1, -1):
+                child = operands[k]
+                child._grad += grads[k] * g
         node._cursor = start
+
+
+@cython.cfunc
+@cython.inline
+def _pass_to_operands(
+    operands: list[Value],
+    grads: cython.p_double,
+    start: cython.Py_ssize_t,
+    end: cython.Py_ssize_t,
+    g: cython.double,
+) -> cython.void:
+    """Compiled, the loop of `_propagate` over a run, last operand first,
+    over borrowed references."""
+    k: cython.Py_ssize_t
+    item: cython.pointer[PyObject]
+    for k in range(end - 1, start - 1, -1):
+        item = PyList_GET_ITEM(operands, k)
+        cython.cast(Value, item)._grad = cython.cast(Value, item)._grad + grads[k] * g
 
 
 # --- no_grad ----------------------------------------------------------------------
