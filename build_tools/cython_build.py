@@ -20,8 +20,13 @@ from typing import Any
 from setuptools import Extension
 from setuptools.command.build_ext import build_ext
 
-# (extension module, source): the compiled twin of each pure module.
-COMPILED_MODULES = [("microgpt._engine", "src/microgpt/engine.py")]
+# (extension module, source, extra Cython directives): the compiled twin of
+# each pure module. The model is plain Python: its annotations are for type
+# checkers, not C types, so Cython keeps every value a Python object there.
+COMPILED_MODULES: list[tuple[str, str, dict[str, Any]]] = [
+    ("microgpt._engine", "src/microgpt/engine.py", {}),
+    ("microgpt._nn", "src/microgpt/nn.py", {"annotation_typing": False}),
+]
 
 # Exactness: never let the C compiler fuse a*b+c into one rounding (FMA) or
 # reorder float math, and keep pow/exp/log real libm calls: GCC would turn
@@ -35,6 +40,18 @@ EXTRA_COMPILE_ARGS = [
     "-fno-builtin-exp",
     "-fno-builtin-log",
 ]
+
+
+COMPILER_DIRECTIVES: dict[str, Any] = {
+    "language_level": "3",
+    # The engine indexes lists only within their length and never with
+    # negative indices, so Python's checks for those can go.
+    "boundscheck": False,
+    "wraparound": False,
+    # x ** y on C doubles is C's pow(), as Python's float ** is; without this
+    # Cython computes it through complex numbers.
+    "cpow": True,
+}
 
 
 def _flag(name: str) -> bool:
@@ -62,27 +79,16 @@ def extensions() -> list[Extension]:
         print("microgpt: Cython not found: installing the pure-Python engine", file=sys.stderr)
         return []
     is_msvc = sys.platform == "win32"
-    exts = [
-        Extension(name, [source], extra_compile_args=[] if is_msvc else EXTRA_COMPILE_ARGS)
-        for name, source in COMPILED_MODULES
-    ]
-    return list(
-        cythonize(
-            exts,
+    built: list[Extension] = []
+    for name, source, directives in COMPILED_MODULES:
+        ext = Extension(name, [source], extra_compile_args=[] if is_msvc else EXTRA_COMPILE_ARGS)
+        built += cythonize(
+            [ext],
             build_dir="build/cython",
-            compiler_directives={
-                "language_level": "3",
-                # The engine indexes lists only within their length and never
-                # with negative indices, so Python's checks for those can go.
-                "boundscheck": False,
-                "wraparound": False,
-                # x ** y on C doubles is C's pow(), as Python's float ** is;
-                # without this Cython computes it through complex numbers.
-                "cpow": True,
-            },
+            compiler_directives={**COMPILER_DIRECTIVES, **directives},
             quiet=True,
         )
-    )
+    return built
 
 
 class OptionalBuildExt(build_ext):

@@ -28,6 +28,18 @@ def test_value_class_comes_from_the_active_engine() -> None:
     assert backend.engine.__file__.endswith(".py") is PURE_REQUESTED
 
 
+def test_the_model_is_compiled_with_the_compiled_engine_only() -> None:
+    # The same nn.py runs interpreted with MICROGPT_PURE=1, and as its compiled
+    # twin otherwise; every model class comes from the module that runs.
+    from microgpt import nn
+    from microgpt.train import Run, TrainConfig
+
+    assert nn.__name__ == ("microgpt.nn" if PURE_REQUESTED else "microgpt._nn")
+    assert backend.MODEL_COMPILED is (not PURE_REQUESTED)
+    run = Run.start(["ab", "ba"], TrainConfig(steps=1))
+    assert type(run.model).__module__ == nn.__name__
+
+
 def test_both_engines_are_installed_side_by_side() -> None:
     # One install serves both: the env var switches at run time, no reinstall.
     code = "import microgpt; print(microgpt.COMPILED)"
@@ -51,9 +63,10 @@ def test_both_engines_are_installed_side_by_side() -> None:
 
 def test_installed_distribution_contains_the_extension() -> None:
     files = [str(f) for f in importlib.metadata.files("microgpt") or []]
-    assert any(f.startswith("microgpt/_engine.") and f.endswith((".so", ".pyd")) for f in files), (
-        files
-    )
+    for twin in ("_engine", "_nn"):
+        assert any(
+            f.startswith(f"microgpt/{twin}.") and f.endswith((".so", ".pyd")) for f in files
+        ), files
     assert "microgpt/engine.py" in files  # the readable engine ships beside it
 
 

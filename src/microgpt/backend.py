@@ -2,13 +2,18 @@
 `MICROGPT_PURE=1` asks for the readable interpreted `engine.py`.
 
 Both are the same source file; the compiled one is built from `engine.py` as
-the extension module `microgpt._engine`. The choice is made once, at import.
+the extension module `microgpt._engine`. The model, `nn.py`, is compiled the
+same way into `microgpt._nn`: with the compiled engine, that twin is what
+`import microgpt.nn` gives (the same code, without the interpreter's cost per
+operation); with `MICROGPT_PURE=1`, everything runs interpreted. The choice is
+made once, at import.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 
 PURE_REQUESTED: bool = os.environ.get("MICROGPT_PURE", "").strip() not in ("", "0")
@@ -25,6 +30,19 @@ def _load_engine() -> ModuleType:
     return engine
 
 
+def _load_compiled_model() -> bool:
+    """Make `microgpt.nn` the compiled twin of nn.py, if there is one."""
+    if "microgpt.nn" in sys.modules:
+        return sys.modules["microgpt.nn"].__name__ == "microgpt._nn"
+    try:
+        compiled_nn = importlib.import_module("microgpt._nn")
+    except ImportError:
+        return False
+    sys.modules["microgpt.nn"] = compiled_nn
+    return True
+
+
 engine: ModuleType = _load_engine()
 COMPILED: bool = bool(engine.COMPILED)
+MODEL_COMPILED: bool = COMPILED and _load_compiled_model()
 ENGINE_NAME: str = "compiled" if COMPILED else "pure Python"
