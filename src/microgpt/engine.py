@@ -588,7 +588,10 @@ def _depth_first(root: Value, order: list[Value], run_starts: list[int] | None) 
     node._visited = mark
     node._cursor = 0
     while True:
-        child = _next_child(node, mark, order, run_starts)
+        if node._operands is None:
+            child = _next_child(node, mark)
+        else:
+            child = _next_operand(node, mark, order, run_starts)
         if child is not None:
             child._visited = mark
             child._cursor = 0
@@ -606,14 +609,11 @@ def _depth_first(root: Value, order: list[Value], run_starts: list[int] | None) 
 
 
 @cython.cfunc
-def _next_child(
-    node: Value, mark: cython.longlong, order: list[Value], run_starts: list[int] | None
-) -> Value | None:
-    """The next child of `node` not reached yet (None when there is none),
-    moving its cursor on."""
+@cython.inline
+def _next_child(node: Value, mark: cython.longlong) -> Value | None:
+    """The next child of an ordinary node not reached yet (None when there is
+    none), moving its cursor on."""
     child: Value | None
-    if node._operands is not None:
-        return _next_operand(node, mark, order, run_starts)
     if node._cursor == 0:
         node._cursor = 1
         child = node._child1
@@ -631,27 +631,15 @@ def _next_child(
 def _next_operand(
     node: Value, mark: cython.longlong, order: list[Value], run_starts: list[int] | None
 ) -> Value | None:
-    """`_next_child` of a dot or sum node. Leaves among its operands are
-    reached on the way (nothing lies below them); then the terms whose
-    operands are all done are scheduled, as one run."""
+    """`_next_child` of a dot or sum node; the terms whose operands are all
+    done by then are scheduled, as one run."""
     operands: list[Value] = node._operands  # type: ignore[assignment]
     n: cython.Py_ssize_t = len(operands)
     term_size: cython.Py_ssize_t = 2 if node._op == DOT else 1  # w_i and x_i, or v_i
     start: cython.Py_ssize_t = node._cursor
-    j: cython.Py_ssize_t = start
-    if cython.compiled:
-        j = _skip_reached_operands(operands, j, n, mark, order, run_starts is None)
-    else:
-        child: Value
-        while j < n:
-            child = operands[j]
-            if child._visited != mark:
-                if child._child1 is not None or child._operands is not None:
-                    break  # a node with children of its own: the search goes down into it
-                child._visited = mark
-                if run_starts is None:
-                    order.append(child)
-            j += 1
+    j: cython.Py_ssize_t = _skip_reached_operands(
+        operands, start, n, mark, order, run_starts is None
+    )
     if run_starts is not None:
         # the first term that ends at or after `start`, if it ends by j
         end: cython.Py_ssize_t = max(start, term_size)
@@ -669,17 +657,31 @@ def _next_operand(
 @cython.inline
 def _skip_reached_operands(
     operands: list[Value],
-    j: cython.Py_ssize_t,
+    start: cython.Py_ssize_t,
     n: cython.Py_ssize_t,
     mark: cython.longlong,
     order: list[Value],
     keep_leaves: cython.bint,
 ) -> cython.Py_ssize_t:
-    """Compiled, the loop of `_next_operand` over borrowed references: it
-    reads and marks the operands without touching their reference counts."""
+    """The first operand from `start` on that the search must go down into (n if
+    none): operands reached before are passed over, and leaves are reached on
+    the way, since nothing lies below them (listed in `order` if keep_leaves)."""
+    if not cython.compiled:
+        for j in range(start, n):
+            child = operands[j]
+            if child._visited != mark:
+                if child._child1 is not None or child._operands is not None:
+                    return j
+                child._visited = mark
+                if keep_leaves:
+                    order.append(child)
+        return n
+    # compiled: the same loop over borrowed references, which it reads and
+    # marks without touching their reference counts
     item: cython.pointer[PyObject]
-    while j < n:
-        item = PyList_GET_ITEM(operands, j)
+    i: cython.Py_ssize_t = start
+    while i < n:
+        item = PyList_GET_ITEM(operands, i)
         if cython.cast(Value, item)._visited != mark:
             if (
                 cython.cast(Value, item)._child1 is not None
@@ -689,8 +691,8 @@ def _skip_reached_operands(
             cython.cast(Value, item)._visited = mark
             if keep_leaves:
                 order.append(cython.cast(Value, item))
-        j += 1
-    return j
+        i += 1
+    return i
 
 
 @cython.cfunc
@@ -717,10 +719,8 @@ def _backward_schedule(root: Value) -> tuple[list[Value], list[int]]:
 def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
     """The chain rule over the schedule, parents first (see backward())."""
     i: cython.Py_ssize_t
-    k: cython.Py_ssize_t
     start: cython.Py_ssize_t
     node: Value
-    child: Value
     g: cython.double
     for i in range(len(order) - 1, -1, -1):
         node = order[i]
@@ -736,12 +736,7 @@ def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
         operands: list[Value] = node._operands
         grads: cython.p_double = node._operand_grads
         start = run_starts.pop() * (2 if node._op == DOT else 1)
-        if cython.compiled:
-            _pass_to_operands(operands, grads, start, node._cursor, g)
-        else:
-            for k in range(node._cursor - 1, start - 1, -1):
-                child = operands[k]
-                child._grad += grads[k] * g
+        _pass_to_operands(operands, grads, start, node._cursor, g)
         node._cursor = start
 
 
@@ -754,8 +749,13 @@ def _pass_to_operands(
     end: cython.Py_ssize_t,
     g: cython.double,
 ) -> cython.void:
-    """Compiled, the loop of `_propagate` over a run, last operand first,
-    over borrowed references."""
+    """child.grad += local * g for the operands of a run, last one first."""
+    if not cython.compiled:
+        run = zip(reversed(operands[start:end]), reversed(grads[start:end]))
+        for child, local in run:
+            child._grad += local * g
+        return
+    # compiled: over borrowed references
     k: cython.Py_ssize_t
     item: cython.pointer[PyObject]
     for k in range(end - 1, start - 1, -1):
