@@ -33,19 +33,6 @@ else:
     except ModuleNotFoundError:  # interpreted without Cython installed
         from microgpt import _cython_shim as cython
 
-if cython.compiled:  # C-level memory and list access for dot and sum nodes
-    from cython.cimports.cpython.list import (  # type: ignore[import-untyped,unused-ignore]
-        PyList_GET_ITEM,
-        PyList_New,
-        PyList_SET_ITEM,
-    )
-    from cython.cimports.cpython.mem import (  # type: ignore[import-untyped,unused-ignore]
-        PyMem_Free,
-        PyMem_Malloc,
-    )
-    from cython.cimports.cpython.object import PyObject  # type: ignore[import-untyped,unused-ignore]
-    from cython.cimports.cpython.ref import Py_INCREF  # type: ignore[import-untyped,unused-ignore]
-
 
 @cython.final
 @cython.auto_pickle(False)  # checkpoints are JSON; a node is never pickled
@@ -287,6 +274,19 @@ class Value:
                 _pending_free.pop()
                 _free_depth -= 1
 
+
+if cython.compiled:  # C-level memory and list access for dot and sum nodes
+    from cython.cimports.cpython.list import (  # type: ignore[import-untyped,unused-ignore]
+        PyList_GET_ITEM,
+        PyList_New,
+        PyList_SET_ITEM,
+    )
+    from cython.cimports.cpython.mem import (  # type: ignore[import-untyped,unused-ignore]
+        PyMem_Free,
+        PyMem_Malloc,
+    )
+    from cython.cimports.cpython.object import PyObject  # type: ignore[import-untyped,unused-ignore]
+    from cython.cimports.cpython.ref import Py_INCREF  # type: ignore[import-untyped,unused-ignore]
 
 # Which op made a node, for display (see `microgpt.graph`): a node keeps a
 # one-byte code, an index into OP_NAMES; hand-written ops add their names.
