@@ -285,8 +285,16 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
         PyMem_Free,
         PyMem_Malloc,
     )
-    from cython.cimports.cpython.object import PyObject  # type: ignore[import-untyped,unused-ignore]
+    from cython.cimports.cpython.object import (  # type: ignore[import-untyped,unused-ignore]
+        Py_TYPE,
+        PyObject,
+        PyTypeObject,
+    )
     from cython.cimports.cpython.ref import Py_INCREF  # type: ignore[import-untyped,unused-ignore]
+
+    _VALUE_TYPE = cython.declare(
+        cython.pointer[PyTypeObject], cython.cast(cython.pointer[PyTypeObject], Value)
+    )
 
 # Which op made a node, for display (see `microgpt.graph`): a node keeps a
 # one-byte code, an index into OP_NAMES; hand-written ops add their names.
@@ -480,34 +488,45 @@ def _dot(ws: list[Value], xs: list[Value], n: cython.Py_ssize_t) -> Value:
         local_grads[0::2] = x_data  # d(w*x)/dw
         local_grads[1::2] = w_data  # d(w*x)/dx
         return _fused(DOT, total, operands, local_grads)
-    # compiled: the same float operations, in one loop over C doubles
+    # compiled: the same float operations, in one loop over C doubles, which
+    # reads the lists through borrowed references once they are checked
+    if not (_all_values(ws, n) and _all_values(xs, n)):
+        raise TypeError()
     i: cython.Py_ssize_t
-    w: Value
-    x: Value
+    w: cython.pointer[PyObject]
+    x: cython.pointer[PyObject]
     sum_: cython.double = 0.0
     if not _recording:
         for i in range(n):
-            w = ws[i]
-            x = xs[i]
-            if w is None or x is None:
-                raise TypeError()
-            sum_ += w._data * x._data
+            w = PyList_GET_ITEM(ws, i)
+            x = PyList_GET_ITEM(xs, i)
+            sum_ += cython.cast(Value, w)._data * cython.cast(Value, x)._data
         return _constant(sum_)
     children: list[Value] = PyList_New(2 * n)
     grads: cython.p_double = _new_doubles(2 * n)
     for i in range(n):
-        w = ws[i]
-        x = xs[i]
-        if w is None or x is None:  # the typed reads above let None through
-            raise TypeError()
-        sum_ += w._data * x._data  # -ffp-contract=off: never one fused multiply-add
-        Py_INCREF(w)  # the new list's slots are empty: fill them without a check
-        PyList_SET_ITEM(children, 2 * i, w)
-        Py_INCREF(x)
-        PyList_SET_ITEM(children, 2 * i + 1, x)
-        grads[2 * i] = x._data
-        grads[2 * i + 1] = w._data
+        w = PyList_GET_ITEM(ws, i)
+        x = PyList_GET_ITEM(xs, i)
+        # -ffp-contract=off: never one fused multiply-add
+        sum_ += cython.cast(Value, w)._data * cython.cast(Value, x)._data
+        grads[2 * i] = cython.cast(Value, x)._data
+        grads[2 * i + 1] = cython.cast(Value, w)._data
+        Py_INCREF(cython.cast(object, w))  # the new list's slots are empty
+        PyList_SET_ITEM(children, 2 * i, cython.cast(object, w))
+        Py_INCREF(cython.cast(object, x))
+        PyList_SET_ITEM(children, 2 * i + 1, cython.cast(object, x))
     return _fused(DOT, sum_, children, grads)
+
+
+@cython.cfunc
+@cython.inline
+def _all_values(items: list[Value], n: cython.Py_ssize_t) -> cython.bint:
+    """Compiled: whether the first n items are all Values (None is not)."""
+    i: cython.Py_ssize_t
+    for i in range(n):
+        if Py_TYPE(cython.cast(object, PyList_GET_ITEM(items, i))) != _VALUE_TYPE:
+            return False
+    return True
 
 
 @cython.cfunc
@@ -515,14 +534,12 @@ def _vsum(vs: list[Value], n: cython.Py_ssize_t) -> Value:
     if not cython.compiled:
         total = functools.reduce(operator.add, map(_data_of, vs), 0.0)
         return _fused(SUM, total, vs, [1.0] * n) if _recording else _constant(total)
+    if not _all_values(vs, n):
+        raise TypeError()
     i: cython.Py_ssize_t
-    v: Value
     sum_: cython.double = 0.0
     for i in range(n):
-        v = vs[i]
-        if v is None:
-            raise TypeError()
-        sum_ += v._data
+        sum_ += cython.cast(Value, PyList_GET_ITEM(vs, i))._data
     if not _recording:
         return _constant(sum_)
     grads: cython.p_double = _new_doubles(n)
