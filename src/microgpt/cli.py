@@ -21,7 +21,7 @@ from types import FrameType
 from typing import IO, Any, NoReturn
 
 import microgpt
-from microgpt import checkpoint, learn_cli, plot
+from microgpt import checkpoint, learn_cli, plot, sweep
 from microgpt.data import DEFAULT_DATA, is_url, load_documents
 from microgpt.errors import UsageError
 from microgpt.sample import check_prompt, check_temperature, sample_many
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     learn_cli.register(sub)
     plot.add_parser(sub)
+    sweep.add_parser(sub)
     return parser
 
 
