@@ -62,7 +62,7 @@ from microgpt.runlog import MEAN_WINDOW, RunLog, read_log
 OWN_FLAGS = ("--out", "--resume", "--log")
 DEFAULT_SAVE_EVERY = 100  # so that an interrupted run loses at most this many steps
 STOP_FILE = ".stop"  # its presence asks every run of the sweep to save and stop
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
 CSV_FIELDS = ("final_loss", "mean_loss", "val_loss", "seconds")
 DASK_HINT = 'pip install "microgpt-exact[dask]"'
 
