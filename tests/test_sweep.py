@@ -8,6 +8,7 @@ this test run uses; the Dask test starts a real scheduler and two workers.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -96,7 +97,8 @@ def test_every_run_is_exactly_the_train_run_with_its_settings(data: Path, tmp_pa
     table = [line for line in result.stdout.splitlines() if line.startswith("| 0.0")]
     means = [float(line.split("|")[4]) for line in table]
     assert len(means) == 4 and means == sorted(means)
-    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # Long enough that a run is still training when it is interrupted.
@@ -127,6 +129,8 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(data: Path, tmp_path: Pat
 
     second = ok(microgpt_cli(*command))
     assert "0 finished before, 1 to resume, 1 to start" in second.stderr
+    train_said = (out / "lr=0.01" / "stderr.txt").read_text(encoding="utf-8")
+    assert f"steps {stopped_at + 1}..{STEPS}" in train_said  # continued, not started over
     expected, samples = direct_train(data, tmp_path, "--steps", STEPS, "--samples", 2)
     assert losses(out / "lr=0.01" / "log.jsonl") == expected
     assert (out / "lr=0.01" / "samples.txt").read_text(encoding="utf-8") == samples
@@ -205,7 +209,8 @@ def _start(*args: str, log: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """A Dask scheduler and two workers on 127.0.0.1, as separate processes."""
-    pytest.importorskip("distributed")
+    if not os.environ.get("CI"):  # CI installs the dask extra: there its absence fails
+        pytest.importorskip("distributed")
     folder = tmp_path_factory.mktemp("dask")
     info = folder / "scheduler.json"
     scheduler = _start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
