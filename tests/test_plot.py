@@ -90,8 +90,10 @@ def test_loss_plot_draws_raw_and_smoothed_curve_per_run(
     raw, smooth = ax.lines[0], ax.lines[1]
     assert list(raw.get_ydata()) == logs[0].losses
     assert list(smooth.get_ydata())[9] == pytest.approx(sum(logs[0].losses[5:10]) / 5)
-    # without headers, each run is named by its file
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lr0.01.jsonl", "lr0.02.jsonl"]
+    # without headers, each run is named by its file; then its final mean loss
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"lr0.01.jsonl: {smooth.get_ydata()[-1]:.3f}", labels[1]]
+    assert labels[1].startswith("lr0.02.jsonl: ")
 
     out = tmp_path / "loss.png"
     ok(microgpt_cli("plot", "loss", trained["0.01"], trained["0.02"], "-o", out))
@@ -107,7 +109,7 @@ def test_loss_plot_labels_runs_by_the_settings_that_differ(
     assert logs[0].val_steps == [10, 20, 30]
     (ax,) = plot.loss_figure(logs).axes
     assert len(ax.lines) == 6  # raw, mean and validation for each run
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text().split(":")[0] for t in ax.get_legend().get_texts()]
     assert labels == ["lr=0.01", "lr=0.01 (validation)", "lr=0.02", "lr=0.02 (validation)"]
     val = ax.lines[2]
     assert list(val.get_xdata()) == [10, 20, 30]

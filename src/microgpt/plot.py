@@ -139,10 +139,17 @@ def loss_figure(
     labels = labels if labels is not None else run_labels(logs)
     fig = new_figure(9, 5.5)
     ax = fig.add_subplot()
-    colors = [f"C{i % 10}" for i in range(len(logs))]
-    for log, label, color in zip(logs, labels, colors):
-        ax.plot(log.steps, log.losses, color=color, alpha=0.2, linewidth=0.8)
-        ax.plot(log.steps, running_mean(log.losses, window), color=color, linewidth=2, label=label)
+    # one document's loss jumps around; over several runs the raw curves are
+    # only a backdrop, and the axis follows the means, which are compared
+    raw_alpha = 0.2 if len(logs) == 1 else 0.07
+    shown: list[float] = []
+    for i, (log, label) in enumerate(zip(logs, labels)):
+        color = f"C{i % 10}"
+        means = running_mean(log.losses, window)
+        ax.plot(log.steps, log.losses, color=color, alpha=raw_alpha, linewidth=0.8)
+        ending = f": {means[-1]:.3f}" if means else ""
+        ax.plot(log.steps, means, color=color, linewidth=2, label=label + ending)
+        shown += means
         if log.val_steps:
             ax.plot(
                 log.val_steps,
@@ -151,8 +158,13 @@ def loss_figure(
                 linestyle="--",
                 marker="o",
                 markersize=4,
-                label=f"{label} (validation)",
+                label=f"{label} (validation): {log.val_losses[-1]:.3f}",
             )
+            shown += log.val_losses
+    if shown:
+        low, high = min(shown), max(shown)
+        pad = 0.15 * (high - low) or 0.1
+        ax.set_ylim(low - pad, high + pad)
     style(ax, "Training loss", "step", "loss (cross-entropy, nats)")
     ax.text(
         0.99,
@@ -166,7 +178,7 @@ def loss_figure(
     )
     ax.grid(alpha=0.3)
     if logs:
-        ax.legend(fontsize=10, loc="lower left")
+        ax.legend(fontsize=10, loc="upper center", title="run: final mean loss", title_fontsize=10)
     return fig
 
 
