@@ -94,6 +94,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--workers",
         type=positive_int,
+        metavar="N",
         default=None,
         help=f"runs at a time on this machine (the cores: {os.cpu_count() or 1})",
     )
@@ -364,10 +365,20 @@ class Sweep:
             f"{len(todo) - resumed} to start; {where}",
             file=sys.stderr,
         )
+        futures: dict[cf.Future[Outcome], RunSpec] = {}
         with self._stop_on_signals():
-            futures = {self._submit(executor, spec, p): spec for spec, p in todo}
-            for done, future in enumerate(cf.as_completed(futures), start=1):
-                self._finished(futures[future], future, f"[{done}/{len(todo)}]")
+            try:
+                futures = {self._submit(executor, spec, p): spec for spec, p in todo}
+                for done, future in enumerate(cf.as_completed(futures), start=1):
+                    self._finished(futures[future], future, f"[{done}/{len(todo)}]")
+            except BaseException:
+                # A second Ctrl-C, or an error: start nothing more, and have the
+                # running runs save (the next sweep removes the stop file).
+                (self.folder / STOP_FILE).touch()
+                for future in futures:
+                    future.cancel()
+                raise
+            (self.folder / STOP_FILE).unlink(missing_ok=True)
         return self.report()
 
     def _submit(self, executor: cf.Executor, spec: RunSpec, at: tuple[int, int] | None) -> Any:
@@ -431,7 +442,6 @@ class Sweep:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            (self.folder / STOP_FILE).unlink(missing_ok=True)
 
     def report(self) -> int:
         """results.csv, the table, the picture; the exit status."""
