@@ -21,7 +21,7 @@ from types import FrameType
 from typing import IO, Any, NoReturn
 
 import microgpt
-from microgpt import checkpoint, learn_cli
+from microgpt import checkpoint, learn_cli, plot, sweep
 from microgpt.data import DEFAULT_DATA, is_url, load_documents
 from microgpt.errors import UsageError
 from microgpt.sample import check_prompt, check_temperature, sample_many
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     learn_cli.register(sub)
+    plot.add_parser(sub)
+    sweep.add_parser(sub)
     return parser
 
 
