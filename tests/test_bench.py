@@ -131,3 +131,16 @@ def test_asking_for_torch_without_it_is_refused(
     assert result.returncode != 0
     assert "torch does not import" in result.stderr and "pip install" in result.stderr
     assert not (tmp_path / "torch.json").exists()
+
+
+@pytest.mark.usefixtures("bench_modules")
+def test_run_py_leaves_torch_out_with_a_note_without_it(
+    monkeypatch: pytest.MonkeyPatch, without_torch: dict[str, str]
+) -> None:
+    import run
+
+    monkeypatch.setenv("PYTHONPATH", without_torch["PYTHONPATH"])
+    engines, notes = run.engines_that_run(sys.executable, ["torch"])
+    assert engines == []
+    assert len(notes) == 1 and notes[0].startswith("torch left out: ")
+    assert "pip install" in notes[0]
