@@ -1,13 +1,15 @@
-"""The pyperf benchmarks of microgpt and of the original design.
+"""The pyperf benchmarks of microgpt, of the original design and of PyTorch.
 
     MICROGPT_PURE=1 python bench/benchmarks.py --engine pure -o pure.json
     python bench/benchmarks.py --engine compiled -o compiled.json
     python bench/benchmarks.py --engine original -o original.json
-    python -m pyperf compare_to original.json pure.json compiled.json --table
+    python bench/benchmarks.py --engine torch -o torch.json
+    python -m pyperf compare_to original.json pure.json compiled.json torch.json --table
 
 `--engine` says which engine the results are for; the script stops with an
 error if another one would run (MICROGPT_PURE decides between pure and
-compiled, as for any use of microgpt). `--group` picks a subset; every other
+compiled, as for any use of microgpt), or if torch is asked for and does not
+import. `--group` picks a subset; every other
 option is pyperf's (`--fast`, `-p`, `-n`, `-l`, `--append`, ...). `bench/run.py`
 runs all of it with settings that fit the slow engines in a few minutes.
 """

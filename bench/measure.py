@@ -2,6 +2,7 @@
 
     python bench/measure.py --engine original --config default
     MICROGPT_PURE=1 python bench/measure.py --engine pure --config large
+    python bench/measure.py --engine torch --config default
 
 Prints one JSON object. Run it in a fresh process per engine and config (as
 `run.py` does): the resident-memory figure is only meaningful there.
@@ -9,13 +10,15 @@ Prints one JSON object. Run it in a fresh process per engine and config (as
 - `nodes`: the nodes of the loss graph of one step (microgpt: the length of
   `loss.topological_order()`; the original design: every distinct node
   reachable from the loss, found the same way), `constant_leaves` of which
-  are numbers wrapped in leaf nodes (the original design only);
+  are numbers wrapped in leaf nodes (the original design only); both None
+  for torch, whose graph is of tensor operations, not scalar nodes;
 - `rss_delta_bytes`: how much the peak resident memory of the process grew
   during its first training step, and `first_step_gc_seconds`: how much of
   that step the cyclic garbage collector ran;
 - `tracemalloc_peak_bytes`: the most memory allocated at once, beyond what
   was allocated before, during a later training step (under tracemalloc,
-  which also slows the step down; its own bookkeeping is not counted);
+  which also slows the step down; its own bookkeeping is not counted). Not
+  for torch: tracemalloc sees only Python's allocator, not PyTorch's;
 - `first_loss`: the loss of the first step, and with `--samples` the names
   the sampling benchmark draws, so that the engines can be checked to
   compute the same numbers.
@@ -77,18 +80,20 @@ def measure(
     result["rss_delta_bytes"] = max_rss_bytes() - rss_before
     result["first_step_gc_seconds"] = gc_timer.seconds
 
-    if use_tracemalloc:
+    if use_tracemalloc and engine != "torch":
         gc.collect()  # the original design leaves each step's graph to the collector
         tracemalloc.start()
         trainer.step()
         result["tracemalloc_peak_bytes"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
 
-    gc.collect()
-    loss = trainer.loss_graph()
-    result["nodes"], result["constant_leaves"] = trainer.count_nodes(loss)
-    del loss
-    gc.collect()
+    result["nodes"] = result["constant_leaves"] = None
+    if trainer.count_nodes is not None:
+        gc.collect()
+        loss = trainer.loss_graph()
+        result["nodes"], result["constant_leaves"] = trainer.count_nodes(loss)
+        del loss
+        gc.collect()
 
     if samples:
         result["samples"] = workloads.make_sampler(engine, docs)()

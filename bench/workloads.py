@@ -1,10 +1,13 @@
-"""What the benchmarks run, for each of the three engines.
+"""What the benchmarks run, for each of the four engines.
 
 An engine is one of:
 
 - "original": `original_design.py`, the original microgpt's design (interpreted);
 - "pure": microgpt with the interpreted `engine.py` (`MICROGPT_PURE=1`);
-- "compiled": microgpt with the Cython-compiled engine (the default).
+- "compiled": microgpt with the Cython-compiled engine (the default);
+- "torch": `torch_design.py`, the same model in PyTorch (float64, one thread),
+  if torch is installed. It has the training steps, the backward pass and
+  the sampling, but no scalar graphs.
 
 The pure and compiled engines are chosen by the environment, as in any use of
 microgpt; `require_engine()` checks that the one that actually runs is the one
@@ -29,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("original", "pure", "compiled")
+ENGINES = ("original", "pure", "compiled", "torch")
+TORCH_INSTALL = 'pip install ".[bench]" (or pip install torch==2.13.0)'
 
 # The model shapes of the training-step benchmarks.
 CONFIGS: dict[str, dict[str, int]] = {
@@ -80,6 +84,8 @@ def require_engine(requested: str) -> dict[str, str]:
     if requested == "original":
         facts["bench_engine_detail"] = "original design (bench/original_design.py, interpreted)"
         return facts
+    if requested == "torch":
+        return facts | torch_facts()
     if requested == "pure" and not pure_requested():
         raise EngineMismatch(
             "the pure engine was requested but MICROGPT_PURE is not set: "
@@ -113,6 +119,22 @@ def require_engine(requested: str) -> dict[str, str]:
     if cython_version:
         facts["cython_version"] = str(cython_version)
     return facts
+
+
+def torch_facts() -> dict[str, str]:
+    """What runs as the torch engine; `EngineMismatch` if torch does not import."""
+    try:
+        import torch_design
+    except ImportError as exc:
+        raise EngineMismatch(
+            f"the torch engine was requested but torch does not import ({exc}): {TORCH_INSTALL}"
+        ) from None
+    torch_design.single_thread()
+    return {
+        "bench_engine_detail": "PyTorch (bench/torch_design.py): float64, "
+        f"{torch_design.torch.get_num_threads()} thread, whole sequence per step",
+        "torch_version": torch_design.torch.__version__,
+    }
 
 
 # --- data --------------------------------------------------------------------
@@ -168,7 +190,8 @@ class Trainer:
 
     step: Callable[[], float]  # one step: forward, backward, Adam
     loss_graph: Callable[[], Any]  # the loss of the pinned document (forward only)
-    count_nodes: Callable[[Any], tuple[int, int]]  # (nodes, constant leaves) of a loss graph
+    # (nodes, constant leaves) of a loss graph; None where there are no scalar nodes
+    count_nodes: Callable[[Any], tuple[int, int]] | None
     backward: Callable[[Any], None]
 
 
@@ -177,6 +200,8 @@ def make_trainer(engine: str, docs: list[str], config: str) -> Trainer:
     doc = pinned_document(docs)
     if engine == "original":
         return _original_trainer(docs, doc, settings)
+    if engine == "torch":
+        return _torch_trainer(docs, doc, settings)
     return _microgpt_trainer(docs, doc, settings)
 
 
@@ -224,6 +249,23 @@ def _original_trainer(docs: list[str], doc: str, settings: dict[str, int]) -> Tr
         loss_graph=lambda: original_loss(model, doc),
         count_nodes=count_nodes,
         backward=lambda loss: loss.backward(),
+    )
+
+
+def _torch_trainer(docs: list[str], doc: str, settings: dict[str, int]) -> Trainer:
+    from torch_design import TorchGPT
+
+    from microgpt.train import Run, TrainConfig
+
+    # microgpt's run gives the initial weights and the training settings
+    model = TorchGPT(Run.start(docs, TrainConfig(steps=BENCH_STEPS, seed=SEED), **settings))
+    model.docs = [doc]
+    return Trainer(
+        step=model.train_step,
+        loss_graph=lambda: model.loss(doc),
+        count_nodes=None,
+        # the graph is kept so that the benchmark can run backward over it again
+        backward=lambda loss: loss.backward(retain_graph=True),
     )
 
 
@@ -281,7 +323,9 @@ def dots_with_engine_dot(rows: list[list[Any]], xs: list[Any]) -> list[Any]:
 
 def graph_builders(engine: str) -> dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]]:
     """name -> (make the inputs, build the graph from them): each build makes
-    GRAPH_NODES op nodes."""
+    GRAPH_NODES op nodes. The torch engine has none: it has no scalar nodes."""
+    if engine == "torch":
+        return {}
 
     def chain_inputs(low: float, high: float) -> Callable[[], Any]:
         # GRAPH_NODES + 1 leaves make GRAPH_NODES ops; factors near 1 keep the
@@ -311,6 +355,8 @@ def make_sampler(engine: str, docs: list[str]) -> Callable[[], list[str]]:
     model trained for SAMPLE_TRAIN_STEPS steps (on the usual document order)."""
     if engine == "original":
         return _original_sampler(docs)
+    if engine == "torch":
+        return _torch_sampler(docs)
     from microgpt.sample import sample_many
     from microgpt.train import Run, TrainConfig
 
@@ -353,5 +399,22 @@ def _original_sampler(docs: list[str]) -> Callable[[], list[str]]:
     def draw() -> list[str]:
         rng = random.Random(SAMPLE_SEED)
         return [one(rng) for _ in range(SAMPLE_NAMES)]
+
+    return draw
+
+
+def _torch_sampler(docs: list[str]) -> Callable[[], list[str]]:
+    """The same draws from the same model, trained and run by PyTorch."""
+    from torch_design import TorchGPT
+
+    from microgpt.train import Run, TrainConfig
+
+    model = TorchGPT(Run.start(docs, TrainConfig(seed=SEED)))
+    for _ in range(SAMPLE_TRAIN_STEPS):
+        model.train_step()
+
+    def draw() -> list[str]:
+        rng = random.Random(SAMPLE_SEED)
+        return [model.sample(rng) for _ in range(SAMPLE_NAMES)]
 
     return draw
