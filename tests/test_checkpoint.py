@@ -245,7 +245,7 @@ BAD_CHECKPOINTS: dict[str, tuple[Any, str]] = {
     "absurd n_embd": (
         _set(["model", "n_embd"], 100000),
         # 12 n_embd^2 per layer, plus wte, lm_head and wpe
-        f"has {12 * 100000**2 + (2 * VOCAB_SIZE + 8) * 100000:,} parameters and needs about",
+        f"has about {12 * 100000**2 + (2 * VOCAB_SIZE + 8) * 100000:,} parameters and needs about",
     ),
     "absurd n_layer": (_set(["model", "n_layer"], 10**12), "of memory to train, more than the"),
     "heads": (_set(["model", "n_head"], 3), "divisible"),

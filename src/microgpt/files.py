@@ -152,6 +152,10 @@ def check_output(path: str | Path, option: str, what: str, is_ours: Callable[[Pa
     written. Returns the file that will be written (links followed)."""
     target = output_target(path, option)
     with os_errors(option, path):
+        try:
+            os.stat(target)  # an over-long name or a folder that cannot be searched: say so now
+        except FileNotFoundError:
+            pass
         folder = target.parent if str(target.parent) else Path(".")
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{option} {show(path)}: {show(folder)} is a file, not a folder")
@@ -194,8 +198,9 @@ def check_regular_or_missing(target: Path) -> None:
 def write_atomic(target: str | Path, write: Callable[[int], None]) -> None:
     """Replace `target` atomically: `write(fd)` fills a temporary file in the
     same folder, which is flushed to disk and renamed over the target. A crash
-    or kill mid-write leaves the previous file intact."""
-    target = Path(target)
+    or kill mid-write leaves the previous file intact. A symbolic link is
+    followed: the file it names is replaced, and the link kept."""
+    target = Path(os.path.realpath(target)) if os.path.islink(target) else Path(target)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:

@@ -90,13 +90,18 @@ def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
 
 
 def check_fits(config: GPTConfig, limits: Limits, where: str, positions: int | None = None) -> None:
-    """Refuse a model whose estimated memory exceeds the limit, before building it."""
+    """Refuse a model whose estimated memory exceeds the limit, before building it.
+
+    Called with `vocab_size=1` before the data is read, the estimate is a
+    lower bound ("at least"); with the data's vocabulary, it is the estimate."""
     need = estimated_memory(config, positions)
     cap, source = limits.memory_limit()
     if need > cap:
+        tokens = f" and {config.vocab_size} tokens" if config.vocab_size > 1 else ""
+        about = "about" if tokens else "at least"
         raise UsageError(
             f"{where}: a model with n_layer {config.n_layer}, n_embd {config.n_embd}, "
-            f"block_size {config.block_size} and {config.vocab_size} tokens has "
-            f"{parameter_count(config):,} parameters and needs about {format_size(need)} "
+            f"block_size {config.block_size}{tokens} has {about} "
+            f"{parameter_count(config):,} parameters and needs {about} {format_size(need)} "
             f"of memory to train, more than the {format_size(cap)} allowed ({source})"
         )
