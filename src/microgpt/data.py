@@ -219,7 +219,9 @@ def _download(url: str, limits: Limits, stop: threading.Event) -> bytes:
             f"cannot download {shown}: the server sent a web page (HTML), not a text file of "
             f"documents; give the address of the raw file"
         )
-    parse_documents(body, shown)
+    if not body.strip():
+        raise UsageError(f"cannot download {shown}: the body is empty (no documents)")
+    parse_documents(body, f"cannot download {shown}: the body")
     _check_text(body, shown)
     return body
 
