@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,7 @@ class Rule:
     def parse(self, text: str) -> Any:
         """A value from command-line text; raises argparse.ArgumentTypeError."""
         if self.kind in ("choice", "text"):
-            value: Any = text
+            value: Any = _as_utf8(text)
         elif self.kind == "int":
             value = _parse_int(text)
         elif self.kind == "size":
@@ -117,6 +118,15 @@ class Rule:
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
+
+
+def _as_utf8(text: str) -> str:
+    """Command-line text as UTF-8: under a locale that cannot decode it (LANG=C)
+    Python keeps the bytes as escapes; the data is UTF-8, so read them as that."""
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except UnicodeError:
+        return text
 
 
 def _kind_words(kind: str) -> str:
