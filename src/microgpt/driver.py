@@ -223,19 +223,21 @@ class Trainer:
             raise TrainingFailed(f"{failure} ({DIVERGED_HINT})") from None
 
     def _record(self, loss: float, lr: float) -> None:
-        if self.log is None:
+        log = self.log
+        if log is None:
             return
         try:
-            self.log.step(self.run.step, loss, lr)
+            log.step(self.run.step, loss, lr)
         except OSError as exc:
-            where = f"{self.log.option} {show(self.log.path)}"
+            self.log = None  # it cannot be synced either; save the checkpoint without it
             try:
                 saved = self._save_on_exit("the log failed")
             except TrainingFailed:
                 saved = False
             kept = f"; saved {show(self.save_to.path)}" if saved and self.save_to else ""
             raise TrainingFailed(
-                f"{where}: cannot write at step {self.run.step}: {exc.strerror or exc}{kept}"
+                f"{log.option} {show(log.path)}: cannot write at step {self.run.step}: "
+                f"{exc.strerror or exc}{kept}"
             ) from None
 
     def save(self, reason: str) -> None:

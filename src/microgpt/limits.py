@@ -26,6 +26,9 @@ BYTES_PER_PARAMETER = 400
 # Bytes per node of a step's graph (the Value and the allocator's rounding).
 BYTES_PER_NODE = 96 if COMPILED else 128
 BASELINE_BYTES = 64 * MiB  # the interpreter, the data and the rest
+# A download deadline beyond a day is no deadline (and beyond ~292 years no
+# timeout a thread can wait for).
+MAX_DOWNLOAD_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,9 @@ class Limits:
     )
     max_checkpoint_size: int = setting(64 * MiB, "largest checkpoint file to read", SIZE)
     download_timeout: float = setting(
-        60.0, "seconds a whole download may take", Rule("float", low=0.0, low_open=True)
+        60.0,
+        "seconds a whole download may take (at most a day)",
+        Rule("float", low=0.0, high=MAX_DOWNLOAD_SECONDS, low_open=True),
     )
     max_memory: int | None = setting(
         None,

@@ -69,7 +69,8 @@ class LossLog:
             else:
                 os.ftruncate(fd, _bytes_through(fd, resumed_step))
             os.lseek(fd, 0, os.SEEK_END)
-            stream = os.fdopen(fd, "a", encoding="utf-8")
+            # Line-buffered: a record that cannot be written fails at its own step.
+            stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
         except OSError as exc:
             raise UsageError(f"{option} {show(path)}: cannot open: {exc.strerror or exc}") from None
         return cls(path, stream, option)
@@ -88,7 +89,10 @@ class LossLog:
         os.fsync(self._stream.fileno())
 
     def close(self) -> None:
-        self._stream.close()
+        try:
+            self._stream.close()
+        except OSError:
+            pass  # a failed write was already reported at its step
 
 
 def _open_regular(target: Path) -> int:
