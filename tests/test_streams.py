@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from microgpt import checkpoint
 DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan", "zoë"]
 TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 LONG_STEPS = 60 if PURE_REQUESTED else 600
-MANY_NAMES = 300 if PURE_REQUESTED else 3000
+# Fewer bytes of names than a pipe's buffer holds, so that without a flush per
+# line nothing would arrive before the end; enough to take a second or more.
+MANY_NAMES = 100 if PURE_REQUESTED else 700
 BROKEN_PIPE = 141
 
 
@@ -95,17 +98,24 @@ def test_a_broken_stderr_alone_stops_the_run_after_saving(data: Path, tmp_path: 
     assert 1 <= checkpoint.load(out).step < LONG_STEPS
 
 
-def test_samples_appear_as_they_are_drawn(ckpt: Path) -> None:
-    # `microgpt sample CKPT --num MANY | head -1`
+def test_samples_appear_as_they_are_drawn(data: Path, tmp_path: Path) -> None:
+    # `microgpt sample CKPT --num MANY | head -1`, on a model of the default size
+    ckpt = tmp_path / "default.json"
+    made = microgpt_cli("train", "--data", data, "--steps", 2, "--samples", 0, "--out", ckpt)
+    assert made.returncode == 0, made.stderr
+    # As a user's shell runs it: stdout to a pipe is block-buffered by Python.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     child = subprocess.Popen(
         command("sample", ckpt, "--num", MANY_NAMES),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     assert child.stdout is not None
     try:
         first = child.stdout.readline()
+        time.sleep(0.3)  # far less than drawing them all takes
         still_drawing = child.poll() is None
         child.stdout.close()
         status = child.wait(timeout=120)
