@@ -156,17 +156,13 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         if args.log is not None:
             log = LossLog.open(args.log, run.step if ckpt else None)
             stack.callback(log.close)
-        target = (
-            driver.SaveTarget(out, recorded_source(source), documents_fingerprint(docs))
-            if out
-            else None
-        )
+        fingerprint = documents_fingerprint(docs)
+        target = driver.SaveTarget(out, recorded_source(source), fingerprint) if out else None
         for line in [version_text(), *driver.describe_run(run, describe_source(source), docs)]:
             console.message(line)
+        trainer = Trainer(run, reporting, save_to=target, log=log, say=console.message)
         with driver.StopSignals() as stop:
-            outcome = Trainer(run, reporting, save_to=target, log=log, say=console.message).train(
-                stop
-            )
+            outcome = trainer.train(stop)
     if outcome.status != "done":
         command = _resume_command(args, out, [reporting, sampling, limits]) if out else ""
         return _stopped(console, outcome, run.train_config.steps, command)
