@@ -286,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.try_message("microgpt: interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:  # e.g. a lesson's print() into `| head`
+        return _failed(console, str(console.fail("stdout", exc)), driver.EXIT_BROKEN_PIPE)
     except OSError as exc:
         # The system refused something mid-run (disk full, file gone...).
         where = f" {show(exc.filename)}" if exc.filename else ""

@@ -54,14 +54,16 @@ class Console:
 
     def _write(self, stream: TextIO | None, name: str, line: str) -> None:
         if stream is None:  # Python found the descriptor closed at start
-            raise self._fail(name, None)
+            raise self.fail(name, None)
         try:
             stream.write(line + "\n")
             stream.flush()
         except (OSError, ValueError) as exc:
-            raise self._fail(name, exc) from None
+            raise self.fail(name, exc) from None
 
-    def _fail(self, name: str, exc: BaseException | None) -> StreamFailed:
+    def fail(self, name: str, exc: BaseException | None) -> StreamFailed:
+        """Record that a stream failed (and keep the failure from being reported
+        again at exit)."""
         failure = StreamFailed(name, exc)
         self.failed = self.failed or failure
         if exc is not None:
