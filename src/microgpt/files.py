@@ -154,8 +154,8 @@ def check_output(path: str | Path, option: str, what: str, is_ours: Callable[[Pa
     with os_errors(option, path):
         try:
             os.stat(target)  # an over-long name or a folder that cannot be searched: say so now
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # said more precisely below
         folder = target.parent if str(target.parent) else Path(".")
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{option} {show(path)}: {show(folder)} is a file, not a folder")
