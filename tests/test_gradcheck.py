@@ -141,4 +141,6 @@ def test_cli_gradcheck_fails_with_zero_tolerance(capsys: pytest.CaptureFixture[s
 
 def test_cli_gradcheck_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gradcheck", "--per-matrix", "0"]) == 2
-    assert "--per-matrix must be positive" in capsys.readouterr().err
+    assert "argument --per-matrix: must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["gradcheck", "--eps", "1e300"]) == 2  # a nudge that would overflow the loss
+    assert "argument --eps: must be above 0 and at most 0.1" in capsys.readouterr().err

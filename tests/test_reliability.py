@@ -118,9 +118,12 @@ TRAIN_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
     ),
     "heads do not divide the width": (
         lambda w: ["--n-embd", 10, "--n-head", 3],
-        ["--n-embd 10 is not divisible by --n-head 3"],
+        ["argument --n-embd: must be divisible by --n-head (3), got 10"],
     ),
-    "zero steps": (lambda w: ["--steps", 0], ["argument --steps: must be at least 1, got 0"]),
+    "zero steps": (
+        lambda w: ["--steps", 0],
+        ["argument --steps: must be at least 1 and at most 1,000,000,000,000, got 0"],
+    ),
     "negative steps": (lambda w: ["--steps", -5], ["argument --steps: must be at least 1"]),
     "steps not a number": (
         lambda w: ["--steps", "abc"],
@@ -138,11 +141,23 @@ TRAIN_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
     "NaN learning rate": (lambda w: ["--lr", "nan"], ["argument --lr: must be a finite number"]),
     "zero temperature": (
         lambda w: ["--temperature", 0],
-        ["argument --temperature: must be positive"],
+        ["argument --temperature: must be at least 1e-06, got 0"],
     ),
     "negative temperature": (
         lambda w: ["--temperature", -1],
-        ["argument --temperature: must be positive"],
+        ["argument --temperature: must be at least 1e-06, got -1"],
+    ),
+    "temperature so small that logits / temperature overflow": (
+        lambda w: ["--temperature", "1e-310"],
+        ["argument --temperature: must be at least 1e-06"],
+    ),
+    "steps beyond any lifetime": (
+        lambda w: ["--steps", 10**13],
+        ["argument --steps: must be at least 1 and at most"],
+    ),
+    "steps with more digits than Python converts": (
+        lambda w: ["--steps", "9" * 5000],
+        ["argument --steps: expected a whole number, got '999", "[...]"],
     ),
     "negative samples": (lambda w: ["--samples", -1], ["argument --samples: must be 0 or more"]),
     "zero save interval": (
@@ -150,7 +165,10 @@ TRAIN_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
         ["argument --save-every: must be at least 1"],
     ),
     "dropout of one": (lambda w: ["--dropout", 1], ["argument --dropout: must be at least 0"]),
-    "unknown norm": (lambda w: ["--norm", "batchnorm"], ["argument --norm: invalid choice"]),
+    "unknown norm": (
+        lambda w: ["--norm", "batchnorm"],
+        ["argument --norm: must be one of rmsnorm, layernorm, got 'batchnorm'"],
+    ),
     "prompt outside the vocabulary": (
         lambda w: ["--prompt", "aZ"],
         ["prompt 'aZ': character 'Z' (position 2) never occurs in the training data"],
@@ -243,7 +261,7 @@ SAMPLE_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
     ),
     "zero temperature": (
         lambda w: [w / "existing.json", "--temperature", 0],
-        ["argument --temperature: must be positive"],
+        ["argument --temperature: must be at least 1e-06, got 0"],
     ),
     "negative number of names": (
         lambda w: [w / "existing.json", "--num", -2],
@@ -251,7 +269,7 @@ SAMPLE_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
     ),
     "seed not a number": (
         lambda w: [w / "existing.json", "--seed", "x"],
-        ["argument --seed: invalid int value: 'x'"],
+        ["argument --seed: expected a whole number, got 'x'"],
     ),
 }
 
@@ -341,8 +359,8 @@ def test_broken_weights_are_never_saved_over_a_good_checkpoint(tmp_path: Path) -
     assert "Traceback" not in result.stderr
     error = result.stderr.splitlines()[-1]
     assert error.startswith("microgpt: error: the loss became nan at step 3; training stopped; ")
-    assert f"cannot save checkpoint {ckpt} at step 2: the run diverged" in error
-    assert f"{ckpt} is left as it was" in error
+    assert f"--out {ckpt}: cannot save the checkpoint at step 2: the run diverged" in error
+    assert "it is left as it was" in error
     assert checkpoint.load(ckpt).step == 2  # the good one from --save-every
 
 
@@ -525,7 +543,8 @@ def test_stop_signal_between_steps(tmp_path: Path, signum: int, with_out: bool) 
     if with_out:
         stopped = checkpoint.load(ckpt).step
         assert progress <= stopped < LONG_STEPS
-        assert f"resume with: microgpt train --resume {ckpt}\n" in messages
+        # The same output settings: --log-every 1 was given, so it is repeated.
+        assert f"resume with: microgpt train --resume {ckpt} --log-every 1\n" in messages
     else:
         assert "; nothing saved (no --out given)" in messages
         assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]
@@ -549,7 +568,7 @@ def test_an_output_folder_that_refuses_writes_fails_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Like a read-only folder, for any user (root may write in read-only folders).
-    from microgpt import checkpoint, cli
+    from microgpt import cli, files
 
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
@@ -557,7 +576,7 @@ def test_an_output_folder_that_refuses_writes_fails_before_training(
     def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     out = tmp_path / "c.json"
     assert cli.main(["train", "--data", str(data), *TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err

@@ -149,7 +149,8 @@ def test_a_failed_run_is_reported_and_the_others_finish(data: Path, tmp_path: Pa
                           "--data", data, "--steps", 5, "--samples", 0, "--out", out)  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert (
-        "n-head=3: failed (exit 2): microgpt: error: --n-embd 8 is not divisible" in result.stderr
+        "n-head=3: failed (exit 2): microgpt: error: argument --n-embd: must be divisible by "
+        "--n-head (3), got 8" in result.stderr
     )
     assert [row["run"] for row in results(out)] == ["n-head=2"]
 
@@ -161,7 +162,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(data: Path, tmp_path: Pa
         ("nonsense=1", ["nonsense", "not a flag"]),
         ("lr=0.01,fast", ["lr=fast", "expected a number"]),
         ("lr=0.01,,0.02", ["lr", "empty value"]),
-        ("norm=rmsnorm,batchnorm", ["norm=batchnorm", "not one of"]),
+        ("norm=rmsnorm,batchnorm", ["norm=batchnorm", "must be one of"]),
         ("out=a,b", ["--out"]),
         ("lr", ["expected KEY=V1,V2"]),
     ],

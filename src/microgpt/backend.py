@@ -46,3 +46,10 @@ engine: ModuleType = _load_engine()
 COMPILED: bool = bool(engine.COMPILED)
 MODEL_COMPILED: bool = COMPILED and _load_compiled_model()
 ENGINE_NAME: str = "compiled" if COMPILED else "pure Python"
+
+
+def describe_engine() -> str:
+    """The engine in use, as `microgpt --version` says it."""
+    if COMPILED:
+        return f"compiled, Cython {engine.CYTHON_VERSION}"
+    return "pure Python"

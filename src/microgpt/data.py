@@ -8,16 +8,28 @@ or an http(s) URL that is downloaded once into a cache folder.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import threading
+import urllib.parse
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from microgpt.errors import UsageError
+from microgpt.files import read_capped, show, write_atomic
+from microgpt.limits import Limits
+from microgpt.settings import format_size
+
+if TYPE_CHECKING:
+    import urllib.request
 
 # The bundled dataset (README, "The default dataset"); written like a URL so
 # that no file name can be mistaken for it.
 DEFAULT_DATA = "bundled:names"
+BOM = "\ufeff"
+READ_TIMEOUT = 30.0  # seconds one read of a download may wait (the whole has its own deadline)
 
 
 def cache_dir() -> Path:
@@ -32,25 +44,53 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def load_documents(source: str = DEFAULT_DATA) -> list[str]:
-    """The documents of the bundled dataset, a file, or a URL, in file order."""
+def without_credentials(url: str) -> str:
+    """The URL with any user:password@ removed (what is cached and recorded)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def describe_source(source: str) -> str:
+    """A data source as messages show it: never a password or a query string
+    (which often holds an access token)."""
+    if source == DEFAULT_DATA:
+        return "the bundled names dataset"
+    if not is_url(source):
+        return show(source)
+    parts = urllib.parse.urlsplit(without_credentials(source))
+    query = "?..." if parts.query else ""
+    hidden = "***@" if "@" in urllib.parse.urlsplit(source).netloc else ""
+    return show(f"{parts.scheme}://{hidden}{parts.netloc}{parts.path}{query}")
+
+
+def recorded_source(source: str) -> str:
+    """The data source a checkpoint records: a file as an absolute path, so that
+    --resume works from any folder; a URL without its password."""
+    if source == DEFAULT_DATA:
+        return source
+    return without_credentials(source) if is_url(source) else os.path.abspath(source)
+
+
+def load_documents(source: str = DEFAULT_DATA, limits: Limits | None = None) -> list[str]:
+    """The documents of the bundled dataset, a file, or a URL, in file order.
+
+    A file is read up to `limits.max_data_size` bytes, a URL is downloaded
+    (within the same cap and `limits.download_timeout`) once into the cache."""
+    limits = limits or Limits()
     if source == DEFAULT_DATA:
         raw = resources.files("microgpt").joinpath("data/names.txt").read_bytes()
         return parse_documents(raw, "the bundled names dataset")
-    path = fetch(source) if is_url(source) else Path(source)
-    if not path.exists():
-        raise UsageError(f"data file not found: {source}")
-    if path.is_dir():
-        raise UsageError(f"data path is a directory, not a file: {source}")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read data file {source}: {exc.strerror or exc}") from None
-    return parse_documents(raw, source)
+    if is_url(source):
+        return parse_documents(fetch_bytes(source, limits), describe_source(source))
+    raw = read_capped(source, limits.max_data_size, "data file", "--max-data-size")
+    return parse_documents(raw, show(source))
 
 
 def parse_documents(raw: bytes, name: str) -> list[str]:
-    """One document per line, stripped, blank lines skipped."""
+    """One document per line, stripped, blank lines skipped; a byte-order mark
+    at the start is not part of the first document."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -59,6 +99,7 @@ def parse_documents(raw: bytes, name: str) -> list[str]:
         raise UsageError(
             f"{name}: line {line}, byte {column}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
         ) from None
+    text = text.removeprefix(BOM)
     # The original reads its file in text mode, which turns "\r\n" and a lone
     # "\r" into "\n" before splitting; do the same so the documents match.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -68,37 +109,159 @@ def parse_documents(raw: bytes, name: str) -> list[str]:
     return docs
 
 
-def fetch(url: str) -> Path:
-    """Download `url` into the cache once; later calls reuse the file."""
-    folder = cache_dir()
-    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-    basename = os.path.basename(url.split("?", 1)[0].rstrip("/")) or "data.txt"
-    target = folder / f"{digest}-{basename}"
-    if target.exists():
-        return target
-    # Imported here: urllib pulls in http and email, which would slow the start
-    # of every command for the one that downloads.
-    import urllib.error
-    import urllib.request
+# --- downloads ---------------------------------------------------------------------
 
+
+def cache_path(url: str) -> Path:
+    clean = without_credentials(url)
+    digest = hashlib.sha256(clean.encode("utf-8")).hexdigest()[:16]
+    basename = os.path.basename(clean.split("?", 1)[0].rstrip("/")) or "data.txt"
+    return cache_dir() / f"{digest}-{basename[:64]}"
+
+
+def fetch_bytes(url: str, limits: Limits) -> bytes:
+    """The body of `url`: from the cache if a good copy is there, else
+    downloaded, checked (complete, non-empty UTF-8 text) and cached.
+
+    A cached copy that is no longer good (emptied, cut short, edited into
+    something else) is thrown away and downloaded again."""
+    target = cache_path(url)
+    shown = describe_source(url)
+    if target.is_file():
+        try:
+            raw = read_capped(target, limits.max_data_size, "cached download", "--max-data-size")
+            parse_documents(raw, shown)
+            _check_text(raw, shown)
+            return raw
+        except UsageError:
+            target.unlink(missing_ok=True)  # a bad entry: fetch it again
+    raw = download(url, limits)
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as exc:
-        raise UsageError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise UsageError(f"cannot download {url}: {reason}") from None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        partial.write_bytes(raw)
-        os.replace(partial, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, lambda fd: _write_all(fd, raw))
     except OSError as exc:
+        folder = show(target.parent)
         raise UsageError(
             f"cannot write the download cache {folder}: {exc.strerror or exc}"
         ) from None
-    return target
+    return raw
+
+
+def _write_all(fd: int, raw: bytes) -> None:
+    view = memoryview(raw)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
+def download(url: str, limits: Limits) -> bytes:
+    """Download `url`, all of it within `limits.download_timeout` seconds and
+    `limits.max_data_size` bytes; any failure is a one-line UsageError."""
+    shown = describe_source(url)
+    outcome: list[bytes | BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            outcome.append(_download(url, limits, stop))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append(exc)
+
+    # A thread, so that the deadline holds however the server trickles its bytes.
+    thread = threading.Thread(target=worker, name="microgpt-download", daemon=True)
+    thread.start()
+    thread.join(limits.download_timeout)
+    if not outcome:
+        stop.set()
+        raise UsageError(
+            f"cannot download {shown}: not complete after {limits.download_timeout:g} s "
+            f"(--download-timeout SECONDS allows more)"
+        )
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _download(url: str, limits: Limits, stop: threading.Event) -> bytes:
+    # Imported here: urllib.request pulls in http and email, which would slow
+    # the start of every command for the one that downloads.
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    shown = describe_source(url)
+    cap = limits.max_data_size
+    try:
+        request = _request(url)
+        timeout = min(READ_TIMEOUT, limits.download_timeout)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > cap:
+                raise _too_big(shown, cap)
+            body = _read_body(response, cap, shown, stop)
+            if declared is not None and declared.isdigit() and len(body) != int(declared):
+                raise UsageError(
+                    f"cannot download {shown}: the body stopped after {len(body)} of "
+                    f"{declared} bytes"
+                )
+            content_type = response.headers.get_content_type()
+    except urllib.error.HTTPError as exc:
+        raise UsageError(f"cannot download {shown}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        detail = str(reason).replace(url, shown) if str(reason) else exc.__class__.__name__
+        raise UsageError(f"cannot download {shown}: {detail}") from None
+    if content_type == "text/html" or body.lstrip()[:15].lower().startswith(
+        (b"<!doctype html", b"<html")
+    ):
+        raise UsageError(
+            f"cannot download {shown}: the server sent a web page (HTML), not a text file of "
+            f"documents; give the address of the raw file"
+        )
+    if not body.strip():
+        raise UsageError(f"cannot download {shown}: the body is empty (no documents)")
+    parse_documents(body, f"cannot download {shown}: the body")
+    _check_text(body, shown)
+    return body
+
+
+def _request(url: str) -> urllib.request.Request:
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    headers = {"User-Agent": "microgpt"}
+    if parts.username is not None or parts.password is not None:
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+    return urllib.request.Request(without_credentials(url), headers=headers)
+
+
+def _read_body(response: object, cap: int, shown: str, stop: threading.Event) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while not stop.is_set():
+        chunk: bytes = response.read1(1 << 16)  # type: ignore[attr-defined]
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > cap:
+            raise _too_big(shown, cap)
+        chunks.append(chunk)
+    raise UsageError(f"cannot download {shown}: stopped at the deadline")
+
+
+def _too_big(shown: str, cap: int) -> UsageError:
+    return UsageError(
+        f"cannot download {shown}: larger than {format_size(cap)}; --max-data-size SIZE reads more"
+    )
+
+
+def _check_text(raw: bytes, shown: str) -> None:
+    if b"\x00" in raw:
+        raise UsageError(f"cannot download {shown}: the body is binary (holds NUL bytes), not text")
 
 
 class Tokenizer:

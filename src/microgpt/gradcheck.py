@@ -16,9 +16,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-Value = Any  # a microgpt.Value of the active engine (both have the same interface)
+from microgpt.settings import Rule, check_settings, setting
+
+if TYPE_CHECKING:
+    from microgpt.engine import Value
 
 DEFAULT_EPS = 1e-6
 DEFAULT_TOLERANCE = 1e-4
@@ -27,6 +30,26 @@ DEFAULT_TOLERANCE = 1e-4
 # in f, divided by 2 eps), so the relative error of a near-zero gradient
 # would measure that noise, not the gradient.
 SMALLEST_SCALE = 1e-4
+# A small GPT for `microgpt gradcheck`, so the check is quick; the maths is the
+# same at any size.
+GRADCHECK_MODEL = {"n_embd": 8, "n_head": 2, "block_size": 8}
+GRADCHECK_NAMES = 4
+
+
+@dataclass(frozen=True)
+class GradcheckConfig:
+    """The settings of `microgpt gradcheck`."""
+
+    per_matrix: int = setting(2, "weights checked per weight matrix", Rule("int", low=1))
+    seed: int = setting(0, "seed of the model and the sample", Rule("int"))
+    # A nudge above 0.1 moves a weight far out of its range, where the loss may overflow.
+    eps: float = setting(DEFAULT_EPS, "nudge size", Rule("float", 0.0, 0.1, low_open=True))
+    tolerance: float = setting(
+        DEFAULT_TOLERANCE, "largest relative error that passes", Rule("float", low=0.0)
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -166,3 +189,27 @@ def gradcheck_model(
     finally:
         for p in everything:
             p.grad = 0.0
+
+
+def gradcheck_gpt(config: GradcheckConfig, say: Callable[[str], None] = print) -> GradCheckResult:
+    """`microgpt gradcheck`: check a small GPT's gradients on the mean loss of
+    a few names; `say` prints the heading, the table and PASS or FAIL."""
+    from microgpt.data import load_documents
+    from microgpt.train import Run, TrainConfig
+
+    run = Run.start(load_documents(), TrainConfig(seed=config.seed), **GRADCHECK_MODEL)
+    names = run.docs[:GRADCHECK_NAMES]
+
+    def loss() -> Value:
+        # the mean of the names' losses, as a batch of them would be trained
+        return sum((run.loss(name) for name in names[1:]), run.loss(names[0])) / len(names)
+
+    say(
+        f"gradcheck: GPT {GRADCHECK_MODEL}, loss on {', '.join(names)}; "
+        f"{config.per_matrix} weight(s) per matrix, eps {config.eps:g}"
+    )
+    result = gradcheck_model(
+        run.model.state_dict, loss, config.per_matrix, config.seed, config.eps, config.tolerance
+    )
+    say(result.table("parameter"))
+    return result

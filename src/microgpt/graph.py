@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
-Value = Any  # a microgpt.Value of the active engine (both have the same interface)
+if TYPE_CHECKING:
+    from microgpt.engine import Value
 
 
 def _op_name(node: Value) -> str:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-Matrix = list[list[Any]]  # rows of microgpt.Value
+if TYPE_CHECKING:
+    from microgpt.nn import Matrix
 
 # Defaults for the names GPT: its matrices' gradient norms are between about
 # 1e-3 and 2 in a healthy run.

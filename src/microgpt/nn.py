@@ -8,18 +8,25 @@ dropout are available as options; the defaults reproduce the original.
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from microgpt.backend import engine
-from microgpt.errors import UsageError
+from microgpt.settings import POSITIVE_INT, Rule, check_settings, from_dict, setting
 
-Value = engine.Value
-dot = engine.dot  # sum(w * x for w, x in zip(ws, xs)), node for node
-vsum = engine.vsum  # sum(vs), node for node
-Vector = list[Any]  # a list of Value
+if TYPE_CHECKING:  # the type checker reads engine.py; at run time the selected engine's
+    from microgpt.engine import Value as Value
+    from microgpt.engine import dot as dot
+    from microgpt.engine import vsum as vsum
+else:
+    Value = engine.Value
+    dot = engine.dot  # sum(w * x for w, x in zip(ws, xs)), node for node
+    vsum = engine.vsum  # sum(vs), node for node
+
+Vector = list[Value]
 Matrix = list[Vector]  # rows of Value: weights are [n_out][n_in]
 
 NORMS = ("rmsnorm", "layernorm")
@@ -32,30 +39,31 @@ NORM_EPS = 1e-5
 class GPTConfig:
     """The shape of the network. The defaults are the original microgpt's."""
 
-    vocab_size: int
-    n_layer: int = 1
-    n_embd: int = 16
-    n_head: int = 4
-    block_size: int = 16
-    norm: str = "rmsnorm"
-    activation: str = "relu"
-    dropout: float = 0.0
+    vocab_size: int = setting(
+        dataclasses.MISSING, "tokens: the data's characters and BOS", POSITIVE_INT, flag=False
+    )
+    n_layer: int = setting(1, "number of transformer blocks", POSITIVE_INT)
+    n_embd: int = setting(
+        16, "embedding width (divisible by --n-head)", Rule("int", low=1, divides="n_head")
+    )
+    n_head: int = setting(4, "attention heads per block", POSITIVE_INT)
+    block_size: int = setting(16, "context length in characters", POSITIVE_INT)
+    norm: str = setting(
+        "rmsnorm",
+        "normalisation: rmsnorm (the original's) or layernorm",
+        Rule("choice", choices=NORMS),
+    )
+    activation: str = setting(
+        "relu",
+        "MLP nonlinearity: relu (the original's) or gelu",
+        Rule("choice", choices=ACTIVATIONS),
+    )
+    dropout: float = setting(
+        0.0, "dropout probability while training", Rule("float", 0, 1, high_open=True)
+    )
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UsageError(f"{name} must be a positive whole number, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            raise UsageError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.norm not in NORMS:
-            raise UsageError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
-        if self.activation not in ACTIVATIONS:
-            raise UsageError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise UsageError(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
+        check_settings(self)
 
     @property
     def head_dim(self) -> int:
@@ -66,11 +74,37 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(f"unknown model setting(s): {', '.join(unknown)}")
-        return cls(**data)
+        config: GPTConfig = from_dict(cls, data, "model")
+        return config
+
+
+def weight_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
+    """Every weight matrix, (rows, columns), in the order its weights are drawn.
+
+    The one definition of the layout: the model is built from it and a
+    checkpoint is checked against it.
+    """
+    c = config
+    shapes = {
+        "wte": (c.vocab_size, c.n_embd),
+        "wpe": (c.block_size, c.n_embd),
+        "lm_head": (c.vocab_size, c.n_embd),
+    }
+    for i in range(c.n_layer):
+        shapes[f"layer{i}.attn_wq"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.attn_wk"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.attn_wv"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.attn_wo"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.mlp_fc1"] = (4 * c.n_embd, c.n_embd)
+        shapes[f"layer{i}.mlp_fc2"] = (c.n_embd, 4 * c.n_embd)
+    return shapes
+
+
+def parameter_count(config: GPTConfig) -> int:
+    """How many weights a model of this shape has (counted, nothing built)."""
+    c = config
+    embeddings = (2 * c.vocab_size + c.block_size) * c.n_embd
+    return embeddings + c.n_layer * 12 * c.n_embd * c.n_embd
 
 
 # --- building blocks ---------------------------------------------------------
@@ -123,26 +157,28 @@ class GPT:
     """
 
     def __init__(self, config: GPTConfig, rng: random.Random) -> None:
-        self.config = config
-        c = config
-
         def matrix(n_out: int, n_in: int) -> Matrix:
             return [[Value(rng.gauss(0, INIT_STD)) for _ in range(n_in)] for _ in range(n_out)]
 
-        self.state_dict: dict[str, Matrix] = {
-            "wte": matrix(c.vocab_size, c.n_embd),
-            "wpe": matrix(c.block_size, c.n_embd),
-            "lm_head": matrix(c.vocab_size, c.n_embd),
+        self._setup(config, {name: matrix(*shape) for name, shape in weight_shapes(config).items()})
+
+    @classmethod
+    def from_weights(cls, config: GPTConfig, weights: Mapping[str, list[list[float]]]) -> GPT:
+        """The model with the given weights (e.g. a checkpoint's), matrix by
+        matrix in `weight_shapes` order."""
+        model = cls.__new__(cls)
+        state = {
+            name: [[Value(x) for x in row] for row in weights[name]]
+            for name in weight_shapes(config)
         }
-        for i in range(c.n_layer):
-            self.state_dict[f"layer{i}.attn_wq"] = matrix(c.n_embd, c.n_embd)
-            self.state_dict[f"layer{i}.attn_wk"] = matrix(c.n_embd, c.n_embd)
-            self.state_dict[f"layer{i}.attn_wv"] = matrix(c.n_embd, c.n_embd)
-            self.state_dict[f"layer{i}.attn_wo"] = matrix(c.n_embd, c.n_embd)
-            self.state_dict[f"layer{i}.mlp_fc1"] = matrix(4 * c.n_embd, c.n_embd)
-            self.state_dict[f"layer{i}.mlp_fc2"] = matrix(c.n_embd, 4 * c.n_embd)
-        self.params: list[Any] = [p for mat in self.state_dict.values() for row in mat for p in row]
-        self._norm = rmsnorm if c.norm == "rmsnorm" else layernorm
+        model._setup(config, state)
+        return model
+
+    def _setup(self, config: GPTConfig, state_dict: dict[str, Matrix]) -> None:
+        self.config = config
+        self.state_dict = state_dict
+        self.params: list[Value] = [p for mat in state_dict.values() for row in mat for p in row]
+        self._norm = rmsnorm if config.norm == "rmsnorm" else layernorm
 
     def new_cache(self) -> tuple[list[list[Vector]], list[list[Vector]]]:
         """Empty per-layer lists of the keys and values seen so far."""

@@ -7,12 +7,19 @@ and applied, then its gradient is reset to zero.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from microgpt.backend import engine
-from microgpt.errors import UsageError
+from microgpt.settings import Rule, SettingError
 
-adam_update = engine.adam_update
+if TYPE_CHECKING:
+    from microgpt.engine import Value, adam_update
+else:
+    adam_update = engine.adam_update
+
+# The ranges Adam accepts, used by TrainConfig too (one rule, one place).
+POSITIVE = Rule("float", low=0.0, low_open=True)
+BETA = Rule("float", low=0.0, high=1.0, high_open=True)
 
 
 class Adam:
@@ -20,19 +27,21 @@ class Adam:
 
     def __init__(
         self,
-        params: list[Any],
+        params: list[Value],
         lr: float = 0.01,
         beta1: float = 0.85,
         beta2: float = 0.99,
         eps: float = 1e-8,
     ) -> None:
-        if not lr > 0.0:
-            raise UsageError(f"learning rate must be positive, got {lr!r}")
-        for name, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= beta < 1.0:
-                raise UsageError(f"{name} must be at least 0 and below 1, got {beta!r}")
-        if not eps > 0.0:
-            raise UsageError(f"eps must be positive, got {eps!r}")
+        for name, value, rule in (
+            ("lr", lr, POSITIVE),
+            ("beta1", beta1, BETA),
+            ("beta2", beta2, BETA),
+            ("eps", eps, POSITIVE),
+        ):
+            problem = rule.problem(value)
+            if problem:
+                raise SettingError(name, problem)
         self.params = params
         self.lr = lr
         self.beta1 = beta1
@@ -62,7 +71,7 @@ def linear_decay(lr: float, step: int, num_steps: int) -> float:
     return lr * (1 - step / num_steps)
 
 
-def clip_grad_norm(params: list[Any], max_norm: float) -> float:
+def clip_grad_norm(params: list[Value], max_norm: float) -> float:
     """Scale all gradients so that their global L2 norm is at most `max_norm`.
 
     Returns the norm before clipping. (An option: the original has none.)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from microgpt.console import Console
 from microgpt.errors import UsageError
 from microgpt.runlog import MEAN_WINDOW, RunLog, differing_settings, read_log
+from microgpt.settings import POSITIVE_INT
 
 if TYPE_CHECKING:  # matplotlib is optional: only the type checker imports it here
     from matplotlib.axes import Axes
@@ -251,8 +252,6 @@ def _heatmap(ax: Axes, rows: list[list[float]], labels: list[str]) -> Any:
 
 def add_parser(subparsers: Any) -> None:
     """Add `microgpt plot loss|attention` to the `microgpt` parser."""
-    from microgpt.cli import positive_int  # the CLI's own number rule (cli imports this module)
-
     plot = subparsers.add_parser(
         "plot",
         help="draw a picture: loss curves or attention (needs the plot extra)",
@@ -271,7 +270,7 @@ def add_parser(subparsers: Any) -> None:
     loss.add_argument("-o", "--output", required=True, metavar="FILE.png", help="the picture")
     loss.add_argument(
         "--window",
-        type=positive_int,
+        type=POSITIVE_INT.parse,
         default=MEAN_WINDOW,
         help=f"steps in the running mean ({MEAN_WINDOW})",
     )
@@ -288,18 +287,18 @@ def add_parser(subparsers: Any) -> None:
     attention.set_defaults(func=cmd_attention)
 
 
-def cmd_loss(args: argparse.Namespace) -> int:
+def cmd_loss(args: argparse.Namespace, console: Console) -> int:
     require_matplotlib()
     check_output(args.output)
     fig = loss_figure([read_log(path) for path in args.logs], window=args.window)
     save_figure(fig, args.output)
-    print(f"wrote {args.output}", file=sys.stderr)
+    console.message(f"wrote {args.output}")
     return 0
 
 
-def cmd_attention(args: argparse.Namespace) -> int:
+def cmd_attention(args: argparse.Namespace, console: Console) -> int:
     require_matplotlib()
     check_output(args.output)
     save_figure(attention_figure(args.checkpoint, args.text), args.output)
-    print(f"wrote {args.output}", file=sys.stderr)
+    console.message(f"wrote {args.output}")
     return 0

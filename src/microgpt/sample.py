@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from microgpt.backend import engine
 from microgpt.data import Tokenizer
 from microgpt.errors import UsageError
 from microgpt.nn import GPT, softmax
+from microgpt.settings import Rule, check_settings, setting, shorten
+
+# Below this, a lower temperature only rounds harder to the likeliest character,
+# and logits / temperature heads for overflow.
+MIN_TEMPERATURE = 1e-6
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to draw names. The defaults are the original microgpt's."""
+
+    num: int = setting(20, "how many names to print", Rule("int", low=0))
+    temperature: float = setting(
+        0.5,
+        f"sampling temperature, at least {MIN_TEMPERATURE:g}",
+        Rule("float", low=MIN_TEMPERATURE),
+    )
+    prompt: str = setting("", "start every sample with this text", Rule("text"))
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+class SamplingFailed(Exception):
+    """The model's probabilities are not finite numbers (its weights are out of range)."""
+
 
 no_grad = engine.no_grad
 
 
 def check_temperature(temperature: float) -> None:
-    if not temperature > 0.0:
-        raise UsageError(f"temperature must be positive, got {temperature!r}")
+    SampleConfig(temperature=temperature)
 
 
 def check_prompt(prompt: str, tokenizer: Tokenizer, block_size: int) -> list[int]:
@@ -22,20 +49,16 @@ def check_prompt(prompt: str, tokenizer: Tokenizer, block_size: int) -> list[int
     for position, ch in enumerate(prompt, start=1):
         if ch not in tokenizer.chars:
             raise UsageError(
-                f"prompt {prompt!r}: character {ch!r} (position {position}) never occurs in "
-                f"the training data, whose characters are {_shorten(tokenizer.chars)!r}"
+                f"prompt {shorten(prompt)!r}: character {ch!r} (position {position}) never "
+                f"occurs in the training data, whose characters are {shorten(tokenizer.chars)!r}"
             )
     if len(prompt) > block_size - 1:
         raise UsageError(
-            f"prompt {prompt!r} has {len(prompt)} characters but at most {block_size - 1} fit "
-            f"(block_size {block_size}, one position is taken by the start token)"
+            f"prompt {shorten(prompt)!r} has {len(prompt)} characters but at most "
+            f"{block_size - 1} fit (block_size {block_size}, one position is taken by the "
+            f"start token)"
         )
     return tokenizer.encode(prompt)
-
-
-def _shorten(text: str, limit: int = 80) -> str:
-    """`text`, cut with an ellipsis if long, so an error message stays one line."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sample(
@@ -68,6 +91,28 @@ def sample(
     return tokenizer.decode(out)
 
 
+def samples(
+    model: GPT,
+    tokenizer: Tokenizer,
+    rng: random.Random,
+    num: int,
+    temperature: float = 0.5,
+    prompt: str = "",
+) -> Iterator[str]:
+    """`num` documents, each yielded as soon as it is drawn.
+
+    Raises SamplingFailed if the model's numbers overflow (only a model with
+    absurd weights does that)."""
+    for _ in range(num):
+        try:
+            yield sample(model, tokenizer, rng, temperature, prompt)
+        except (ArithmeticError, ValueError) as exc:
+            raise SamplingFailed(
+                f"sampling failed: the model's probabilities are not finite numbers ({exc}); "
+                f"its weights are out of range"
+            ) from None
+
+
 def sample_many(
     model: GPT,
     tokenizer: Tokenizer,
@@ -76,4 +121,4 @@ def sample_many(
     temperature: float = 0.5,
     prompt: str = "",
 ) -> list[str]:
-    return [sample(model, tokenizer, rng, temperature, prompt) for _ in range(num)]
+    return list(samples(model, tokenizer, rng, num, temperature, prompt))

@@ -54,9 +54,11 @@ from types import FrameType
 from typing import Any
 
 from microgpt import checkpoint, plot
+from microgpt.console import Console
 from microgpt.data import is_url
 from microgpt.errors import UsageError
 from microgpt.runlog import MEAN_WINDOW, RunLog, read_log
+from microgpt.settings import POSITIVE_INT
 
 # Flags of `microgpt train` the sweep sets itself, for each run.
 OWN_FLAGS = ("--out", "--resume", "--log")
@@ -73,8 +75,6 @@ DASK_HINT = 'pip install "microgpt-exact[dask]"'
 def add_parser(subparsers: Any) -> None:
     """Add `microgpt sweep` to the `microgpt` parser; it takes every flag of
     `train` (already added to `subparsers`) except the outputs it sets itself."""
-    from microgpt.cli import positive_int  # the CLI's own number rule (cli imports this module)
-
     parser = subparsers.add_parser(
         "sweep",
         help="train every combination of a grid of settings and compare the runs",
@@ -93,7 +93,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="the sweep's folder")
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=POSITIVE_INT.parse,
         metavar="N",
         default=None,
         help=f"runs at a time on this machine (the cores: {os.cpu_count() or 1})",
@@ -112,7 +112,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=main, train_actions=actions)
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, console: Console) -> int:
     actions: dict[str, argparse.Action] = args.train_actions
     if args.dask is not None and args.workers is not None:
         raise UsageError(

@@ -13,45 +13,45 @@ import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from microgpt.data import Tokenizer
-from microgpt.errors import UsageError
-from microgpt.nn import GPT, GPTConfig, softmax, vsum
-from microgpt.optim import Adam, clip_grad_norm, linear_decay
+from microgpt.nn import GPT, GPTConfig, Value, softmax, vsum
+from microgpt.optim import BETA, POSITIVE, Adam, clip_grad_norm, linear_decay
+from microgpt.settings import Rule, check_settings, from_dict, setting
+
+# Beyond this many steps a run would not end in any lifetime; refusing it keeps
+# every accepted value one that works to the end.
+MAX_STEPS = 10**12
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. The defaults are the original microgpt's."""
 
-    steps: int = 1000
-    lr: float = 0.01
-    beta1: float = 0.85
-    beta2: float = 0.99
-    eps: float = 1e-8
-    grad_clip: float | None = None  # max global gradient norm; None: no clipping
-    seed: int = 42
+    steps: int = setting(1000, "training steps, one document each", Rule("int", 1, MAX_STEPS))
+    lr: float = setting(0.01, "peak learning rate (decays linearly to 0)", POSITIVE)
+    beta1: float = setting(0.85, "Adam beta1", BETA)
+    beta2: float = setting(0.99, "Adam beta2", BETA)
+    eps: float = setting(1e-8, "Adam epsilon", POSITIVE)
+    grad_clip: float | None = setting(
+        None,
+        "clip the global gradient norm to this",
+        Rule("float", low=0.0, low_open=True, optional=True),
+    )
+    seed: int = setting(42, "random seed (shuffle, weights, samples)", Rule("int"))
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
-            raise UsageError(f"steps must be a positive whole number, got {self.steps!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0.0:
-            raise UsageError(f"grad_clip must be positive, got {self.grad_clip!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise UsageError(f"seed must be a whole number, got {self.seed!r}")
+        check_settings(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**data)
+        config: TrainConfig = from_dict(cls, data, "training")
+        return config
 
 
 class NonFiniteLoss(Exception):
@@ -128,7 +128,7 @@ class Run:
     def done(self) -> bool:
         return self.step >= self.train_config.steps
 
-    def loss(self, doc: str, rng: random.Random | None = None) -> Any:
+    def loss(self, doc: str, rng: random.Random | None = None) -> Value:
         """Mean next-token cross-entropy over the document (a `Value`).
 
         Documents longer than the context are cut to its length, as in the
@@ -189,3 +189,17 @@ class Run:
     def lr_at(self, step: int) -> float:
         """Learning rate used by (0-based) `step`."""
         return linear_decay(self.train_config.lr, step, self.train_config.steps)
+
+
+def truncation_note(docs: list[str], block_size: int) -> str:
+    """A note on documents that do not fit in the context, or ''."""
+    too_long = [d for d in docs if len(d) >= block_size]
+    if not too_long:
+        return ""
+    longest = max(len(d) for d in too_long)
+    return (
+        f"note: {len(too_long)} of {len(docs)} documents have {block_size} or more characters "
+        f"(longest {longest}) and are truncated, as in the original: training predicts only "
+        f"their first {block_size} characters, never where they end (a --block-size of "
+        f"{longest + 1} would fit them all)"
+    )

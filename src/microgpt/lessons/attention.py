@@ -21,15 +21,14 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from typing import Any
 
 from microgpt import Value
 from microgpt.data import load_documents
 from microgpt.errors import UsageError
-from microgpt.nn import linear, softmax
+from microgpt.nn import linear, softmax, vsum  # vsum(xs): sum(xs), node for node
 from microgpt.train import Run, TrainConfig
 
-Vector = list[Any]  # a list of Value
+Vector = list[Value]
 BLOCK_SIZE = 8  # the part 2 GPT's context: BOS and up to 7 characters
 
 
@@ -44,9 +43,9 @@ def causal_attention(
     for t, x in enumerate(xs):
         q = linear(x, wq)
         # only s = 0..t: position t never looks ahead
-        scores = [sum(qi * ki for qi, ki in zip(q, keys[s])) / d**0.5 for s in range(t + 1)]
+        scores = [vsum([qi * ki for qi, ki in zip(q, keys[s])]) / d**0.5 for s in range(t + 1)]
         w = softmax(scores)
-        outputs.append([sum(w[s] * values[s][j] for s in range(t + 1)) for j in range(d)])
+        outputs.append([vsum([w[s] * values[s][j] for s in range(t + 1)]) for j in range(d)])
         weights.append([ws.data for ws in w])
     return outputs, weights
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any
+from collections.abc import Callable
 
 from microgpt import Value
 from microgpt.gradcheck import gradcheck
@@ -30,24 +30,24 @@ from microgpt.gradcheck import gradcheck
 POINTS = [-3.0, -0.5, 0.0, 1.0, 4.0]
 
 
-def my_sigmoid(x: Any) -> Any:
+def my_sigmoid(x: Value) -> Value:
     """One node: the value and its local gradient, written by hand."""
     s = 1.0 / (1.0 + math.exp(-x.data))
     return Value(s, (x,), (s * (1.0 - s),), "my_sigmoid")
 
 
-def sigmoid_from_pieces(x: Any) -> Any:
+def sigmoid_from_pieces(x: Value) -> Value:
     """The same function from existing ops: autograd derives the gradient."""
     return 1 / (1 + (-x).exp())
 
 
-def broken_sigmoid(x: Any) -> Any:
+def broken_sigmoid(x: Value) -> Value:
     """The right value with a wrong local gradient: the (1 - s) is missing."""
     s = 1.0 / (1.0 + math.exp(-x.data))
     return Value(s, (x,), (s,), "broken_sigmoid")
 
 
-def value_and_grad(op: Any, x: float) -> tuple[float, float]:
+def value_and_grad(op: Callable[[Value], Value], x: float) -> tuple[float, float]:
     leaf = Value(x)
     out = op(leaf)
     out.backward()
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [Value(x) for x in POINTS]
     names = [f"x={x:g}" for x in POINTS]
 
-    def total(op: Any) -> Any:
+    def total(op: Callable[[Value], Value]) -> Callable[[list[Value]], Value]:
         # one scalar output that depends on every input, for gradcheck
         return lambda xs: sum((op(x) for x in xs), Value(0.0))
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from microgpt import Value
 
@@ -39,7 +39,7 @@ class MLP:
     """2 -> HIDDEN -> 1, with tanh after both layers."""
 
     def __init__(self, rng: random.Random) -> None:
-        def weight() -> Any:
+        def weight() -> Value:
             return Value(rng.uniform(-1.0, 1.0))
 
         self.w1 = [[weight(), weight()] for _ in range(HIDDEN)]
@@ -48,7 +48,7 @@ class MLP:
         self.b2 = weight()
         self.params = [p for row in self.w1 for p in row] + self.b1 + self.w2 + [self.b2]
 
-    def __call__(self, x: tuple[float, float]) -> Any:
+    def __call__(self, x: tuple[float, float]) -> Value:
         h = [(w[0] * x[0] + w[1] * x[1] + b).tanh() for w, b in zip(self.w1, self.b1)]
         return (sum((wi * hi for wi, hi in zip(self.w2, h)), self.b2)).tanh()
 

@@ -1,0 +1,276 @@
+"""The training driver: a `Run` trained to its end, with checkpoints, a loss
+log, progress lines and clean stops. The `microgpt train` command is this plus
+argument parsing; from Python:
+
+    run = Run.start(load_documents(), TrainConfig(steps=200))
+    target = SaveTarget("ckpt.json", "bundled:names", documents_fingerprint(run.docs))
+    outcome = Trainer(run, DriverConfig(save_every=50), save_to=target).train()
+
+What it does between steps, in order: append the step to the log, save every
+`save_every` steps, print progress every `log_every` steps, and call any
+extra `hooks`. A stop request (Ctrl-C, SIGTERM; see `StopSignals`) or a
+failed output stream stops it between two steps, after saving the last
+completed one; a loss or gradient that stops being a number saves the last
+good step and raises `TrainingFailed`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from microgpt import checkpoint
+from microgpt.console import StreamFailed
+from microgpt.files import OutputLock, refuse_same_file, show
+from microgpt.runlog import LossLog
+from microgpt.settings import Rule, check_settings, setting
+from microgpt.train import NonFiniteLoss, Run, truncation_note
+
+EXIT_FAILED = 1
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # as a shell reports a writer killed by SIGPIPE
+DIVERGED_HINT = "try a smaller --lr or --grad-clip"
+StepHook = Callable[[Run, float, float], None]  # (run, loss, lr) after each step
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """When the driver saves and reports."""
+
+    save_every: int | None = setting(
+        None, "also save every N steps", Rule("int", low=1, optional=True)
+    )
+    log_every: int = setting(100, "progress line every N steps", Rule("int", low=1))
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+@dataclass(frozen=True)
+class SaveTarget:
+    """Where checkpoints go, and what they record about the data."""
+
+    path: str
+    data_source: str
+    fingerprint: str
+    option: str = "--out"
+
+
+class TrainingFailed(Exception):
+    """Training cannot go on (the loss diverged, an output cannot be written)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How `Trainer.train` ended: "done", "stopped" (a signal asked) or
+    "stream" (stdout or stderr failed)."""
+
+    status: str
+    step: int
+    saved: bool
+    signal: int | None = None
+    stream: StreamFailed | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """0 done; 128 + the signal if stopped (130 Ctrl-C, 143 SIGTERM); 141
+        if a stream's reader went away, 1 if it failed otherwise."""
+        if self.status == "stopped":
+            return 128 + (self.signal or signal.SIGINT)
+        if self.stream is not None:
+            return EXIT_BROKEN_PIPE if self.stream.broken_pipe else EXIT_FAILED
+        return 0
+
+
+class StopSignals:
+    """Turns the first Ctrl-C (or SIGTERM, as sent by `kill` and job
+    schedulers) into a request checked between steps, so a step is never left
+    half applied; a second one stops at once (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: int | None = None  # the signal received
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signum
+
+
+def claim_outputs(
+    stack: ExitStack, out: str | None, log: str | None, inputs: list[tuple[str, str | None]]
+) -> None:
+    """Check a run's checkpoint (--out) and loss log (--log) before anything
+    is written, refuse either if it is one of the `inputs` ((option, path)
+    pairs) or each other, and lock both for this run until `stack` closes."""
+    if out is not None:
+        target = checkpoint.check_writable(out)
+        refuse_same_file("--out", out, [(o, p) for o, p in inputs if o != "--resume"])
+        stack.callback(OutputLock(target, "--out", out).acquire().release)
+    if log is not None:
+        refuse_same_file("--log", log, [*inputs, ("--out", out)])
+        target = LossLog.check(log)
+        stack.callback(OutputLock(target, "--log", log).acquire().release)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """The progress line: the first step, every `every` steps, and the last."""
+
+    def __init__(self, say: Callable[[str], None], run: Run, every: int) -> None:
+        self.say = say
+        self.total = run.train_config.steps
+        self.every = every
+        self.start_step = run.step
+        self.started = time.perf_counter()
+
+    def __call__(self, run: Run, loss: float, lr: float) -> None:
+        step = run.step
+        if step != self.start_step + 1 and step % self.every and not run.done:
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        self.say(
+            f"step {step:{len(str(self.total))}d}/{self.total} | loss {loss:.4f} | "
+            f"{rate:.1f} steps/s | ETA {duration(eta)}"
+        )
+
+
+def describe_run(run: Run, source: str, docs: list[str]) -> list[str]:
+    """What a run is about to do, in a line (and a note if documents will be cut)."""
+    total = run.train_config.steps
+    lines = [
+        f"data: {source} ({len(docs)} documents, vocabulary {run.tokenizer.vocab_size}); "
+        f"parameters: {len(run.model.params)}; "
+        + (f"steps {run.step + 1}..{total}" if not run.done else f"all {total} steps done")
+    ]
+    note = truncation_note(docs, run.model.config.block_size)
+    return lines + [note] if note else lines
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@dataclass
+class Trainer:
+    """Trains `run` to its end (see the module's docstring)."""
+
+    run: Run
+    config: DriverConfig = field(default_factory=DriverConfig)
+    save_to: SaveTarget | None = None
+    log: LossLog | None = None
+    say: Callable[[str], None] = _stderr
+    hooks: Sequence[StepHook] = ()
+
+    def train(self, stop: StopSignals | None = None) -> Outcome:
+        run = self.run
+        hooks: list[StepHook] = [Progress(self.say, run, self.config.log_every), *self.hooks]
+        try:
+            while not run.done:
+                if stop is not None and stop.requested is not None:
+                    saved = self._save_on_exit("interrupted")
+                    return Outcome("stopped", run.step, saved, signal=stop.requested)
+                lr = run.lr_at(run.step)
+                loss = self._step()
+                self._record(loss, lr)
+                every = self.config.save_every
+                if every and run.step % every == 0 and not run.done:
+                    self.save(f"every {every} steps")
+                for hook in hooks:
+                    hook(run, loss, lr)
+            self.save("end of training")
+        except StreamFailed as failure:
+            saved = self._save_on_exit("an output stream failed")
+            return Outcome("stream", run.step, saved, stream=failure)
+        return Outcome("done", run.step, self.save_to is not None)
+
+    def _step(self) -> float:
+        try:
+            return self.run.train_step()
+        except NonFiniteLoss as failure:  # the run is still at its last good step
+            try:
+                self.save("last good step")
+            except TrainingFailed as exc:
+                # The update before the bad loss already broke the weights.
+                raise TrainingFailed(f"{failure}; {exc} ({DIVERGED_HINT})") from None
+            raise TrainingFailed(f"{failure} ({DIVERGED_HINT})") from None
+
+    def _record(self, loss: float, lr: float) -> None:
+        log = self.log
+        if log is None:
+            return
+        try:
+            log.step(self.run.step, loss, lr)
+        except OSError as exc:
+            self.log = None  # it cannot be synced either; save the checkpoint without it
+            try:
+                saved = self._save_on_exit("the log failed")
+            except TrainingFailed:
+                saved = False
+            kept = f"; saved {show(self.save_to.path)}" if saved and self.save_to else ""
+            raise TrainingFailed(
+                f"{log.option} {show(log.path)}: cannot write at step {self.run.step}: "
+                f"{exc.strerror or exc}{kept}"
+            ) from None
+
+    def save(self, reason: str) -> None:
+        """Save the run now (if there is a target); raises TrainingFailed."""
+        target, run = self.save_to, self.run
+        if target is None:
+            return
+        where = f"{target.option} {show(target.path)}"
+        try:
+            if self.log is not None:
+                # The log must hold every step the checkpoint holds, even if the
+                # process is killed right after the checkpoint is written.
+                self.log.sync()
+            checkpoint.save(run, target.path, target.data_source, target.fingerprint)
+        except OSError as exc:
+            raise TrainingFailed(
+                f"{where}: cannot save the checkpoint at step {run.step}: {exc.strerror or exc}"
+            ) from None
+        except checkpoint.UnsavableRun as exc:
+            kept = "it is left as it was" if os.path.exists(target.path) else "nothing was saved"
+            raise TrainingFailed(
+                f"{where}: cannot save the checkpoint at step {run.step}: the run diverged "
+                f"({exc}); {kept}"
+            ) from None
+        self.say(f"saved {target.path} at step {run.step} ({reason})")
+
+    def _save_on_exit(self, reason: str) -> bool:
+        """Save on the way out: whether there was a target. The note about it is
+        dropped if the stream for it is gone; a failed save raises TrainingFailed."""
+        if self.save_to is None:
+            return False
+        try:
+            self.save(reason)
+        except StreamFailed:
+            pass  # saved; only the note was lost
+        return True

@@ -1,0 +1,112 @@
+"""Limits: how much microgpt reads, downloads and builds before it refuses.
+
+Every read is capped (a data file, a download, a checkpoint), a download has
+an overall deadline, and a model's memory is estimated from its settings
+before anything is built. The defaults are generous for what a scalar-autograd
+GPT can train; each is a setting, and so a flag, to raise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from microgpt.backend import COMPILED
+from microgpt.errors import UsageError
+from microgpt.nn import GPTConfig, parameter_count
+from microgpt.settings import Rule, check_settings, format_size, setting
+
+MiB = 2**20
+SIZE = Rule("size", low=1)
+
+# Bytes per weight while training: the Value (80 compiled, 104 pure), its slot
+# in the parameter list, Adam's two moments (float objects in lists), and the
+# copies a checkpoint save makes (the numbers and their JSON text).
+BYTES_PER_PARAMETER = 400
+# Bytes per node of a step's graph (the Value and the allocator's rounding).
+BYTES_PER_NODE = 96 if COMPILED else 128
+BASELINE_BYTES = 64 * MiB  # the interpreter, the data and the rest
+# A download deadline beyond a day is no deadline (and beyond ~292 years no
+# timeout a thread can wait for).
+MAX_DOWNLOAD_SECONDS = 86400.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what a command reads and builds."""
+
+    max_data_size: int = setting(
+        64 * MiB, "largest data file or download to read (e.g. 64M, 1G)", SIZE
+    )
+    max_checkpoint_size: int = setting(64 * MiB, "largest checkpoint file to read", SIZE)
+    download_timeout: float = setting(
+        60.0,
+        "seconds a whole download may take (at most a day)",
+        Rule("float", low=0.0, high=MAX_DOWNLOAD_SECONDS, low_open=True),
+    )
+    max_memory: int | None = setting(
+        None,
+        "largest estimated memory a model may need (off: this machine's memory)",
+        Rule("size", low=1, optional=True),
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+    def memory_limit(self) -> tuple[int, str]:
+        """The memory cap in bytes, and where it comes from."""
+        if self.max_memory is not None:
+            return self.max_memory, "--max-memory"
+        return physical_memory(), "this machine's memory; --max-memory raises it"
+
+
+def physical_memory() -> int:
+    """The machine's memory in bytes (a large number where the OS won't say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**44
+
+
+def graph_nodes(config: GPTConfig, positions: int) -> int:
+    """An upper estimate of the nodes in one step's graph over `positions` tokens.
+
+    Each weight is used once per position by a multiply and an add; attention
+    adds a dot product per pair of positions and a weighted sum per head
+    dimension; the rest (norms, softmaxes, residuals) is linear in the width.
+    """
+    c, n = config, positions
+    per_position = 2 * (c.n_layer * 12 * c.n_embd * c.n_embd + c.vocab_size * c.n_embd)
+    attention = 2 * c.n_layer * c.n_embd * n * (n + 1)
+    rest = n * 40 * (c.n_layer * 4 * c.n_embd + c.vocab_size)
+    return n * per_position + attention + rest
+
+
+def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
+    """Bytes a training run of this model needs, estimated from the settings
+    alone. `positions` is the longest sequence a step sees (default: the
+    whole context)."""
+    n = config.block_size if positions is None else min(positions, config.block_size)
+    return (
+        BASELINE_BYTES
+        + BYTES_PER_PARAMETER * parameter_count(config)
+        + BYTES_PER_NODE * graph_nodes(config, n)
+    )
+
+
+def check_fits(config: GPTConfig, limits: Limits, where: str, positions: int | None = None) -> None:
+    """Refuse a model whose estimated memory exceeds the limit, before building it.
+
+    Called with `vocab_size=1` before the data is read, the estimate is a
+    lower bound ("at least"); with the data's vocabulary, it is the estimate."""
+    need = estimated_memory(config, positions)
+    cap, source = limits.memory_limit()
+    if need > cap:
+        tokens = f" and {config.vocab_size} tokens" if config.vocab_size > 1 else ""
+        about = "about" if tokens else "at least"
+        raise UsageError(
+            f"{where}: a model with n_layer {config.n_layer}, n_embd {config.n_embd}, "
+            f"block_size {config.block_size}{tokens} has {about} "
+            f"{parameter_count(config):,} parameters and needs {about} {format_size(need)} "
+            f"of memory to train, more than the {format_size(cap)} allowed ({source})"
+        )
