@@ -33,10 +33,11 @@ EXIT_INTERRUPTED = 130
 
 
 def version_text() -> str:
+    """The version and the engine in use; for the interpreted one, why."""
     if microgpt.COMPILED:
         engine = f"compiled, Cython {microgpt.backend.engine.CYTHON_VERSION}"
     else:
-        engine = "pure Python"
+        engine = f"pure Python, {microgpt.backend.PURE_REASON}"
     return f"microgpt {microgpt.__version__} (engine: {engine})"
 
 
