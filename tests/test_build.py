@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(PURE_REQUESTED, reason="packaging is tested in t
 def project_file(name: str) -> Path:
     path = REPO_ROOT / name
     if not path.exists():
-        pytest.skip("the project source is not beside the tests")
+        pytest.skip(f"{name} is not beside the tests (not a checkout)")
     return path
 
 

@@ -208,3 +208,26 @@ def test_from_the_sdist_the_no_extensions_switch_gives_a_pure_wheel(
     assert not any(n.endswith((".so", ".pyd")) for n in files)
     assert "microgpt/engine.py" in files
     assert "microgpt/data/names.txt" in files
+
+
+def test_a_failed_compile_ships_no_engine_left_by_an_earlier_build(
+    sdist: Path, tmp_path: Path, build_env: dict[str, str]
+) -> None:
+    # pip builds a source folder in place, so build/ keeps an earlier build's
+    # engine. When the source has changed since and the compile now fails,
+    # that engine (of the old source) must not go into the pure wheel.
+    # The safe "data" filter, where this Python has it (3.10.12 and later).
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path, **safe)
+    source = tmp_path / SDIST_TOP
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps"]
+    first = run(*command, "-w", tmp_path / "first", source, env=build_env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert list(source.glob("build/lib*/microgpt/_engine.*"))  # the earlier build's engine
+    (source / "src" / "microgpt" / "engine.py").touch()  # changed since
+    second = run(*command, "-w", tmp_path / "second", source, env={**build_env, "CC": "false"})
+    assert second.returncode == 0, second.stderr[-2000:]
+    (wheel,) = (tmp_path / "second").glob("*.whl")
+    assert wheel.name == f"{SDIST_TOP}-py3-none-any.whl"
+    assert not any(n.endswith((".so", ".pyd")) for n in wheel_files(wheel)["files"].splitlines())
