@@ -7,6 +7,6 @@ import sys
 from setuptools import setup
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_tools"))
-from cython_build import OptionalBuildExt, extensions  # noqa: E402
+from cython_build import COMMANDS, extensions  # noqa: E402
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions(), cmdclass=COMMANDS)

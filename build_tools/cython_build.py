@@ -2,13 +2,17 @@
 
 Environment switches, read at build time (`pip install .`, `pip wheel .`):
 
-- MICROGPT_NO_EXTENSIONS=1       install the pure-Python package only.
+- MICROGPT_NO_EXTENSIONS=1       build the pure-Python package only.
 - MICROGPT_REQUIRE_EXTENSIONS=1  a failed compile is an error (CI uses this);
-                                 otherwise it warns and installs pure Python.
+                                 otherwise it warns and builds pure Python.
 
 The extension `microgpt._engine` is compiled from the unchanged source
 `src/microgpt/engine.py` (Cython's pure-Python mode), so the readable module
 stays importable beside it.
+
+A build that ends without the extension makes a `py3-none-any` wheel, never a
+platform wheel holding pure Python: pip caches wheels by their tags and would
+otherwise serve that slow build to a later install that could compile.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import sys
 from typing import Any
 
 from setuptools import Extension
+from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError
 
+# (extension module, source): the compiled twin of each pure module.
 # (extension module, source, extra Cython directives): the compiled twin of
 # each pure module. The model is plain Python: its annotations are for type
 # checkers, not C types, so Cython keeps every value a Python object there.
@@ -41,76 +48,92 @@ EXTRA_COMPILE_ARGS = [
     "-fno-builtin-log",
 ]
 
-
-COMPILER_DIRECTIVES: dict[str, Any] = {
+CYTHON_DIRECTIVES = {
     "language_level": "3",
     # The engine indexes lists only within their length and never with
     # negative indices, so Python's checks for those can go.
     "boundscheck": False,
     "wraparound": False,
-    # x ** y on C doubles is C's pow(), as Python's float ** is; without this
-    # Cython computes it through complex numbers.
+    # x ** y on C doubles is C's pow(), as Python's float ** is; without
+    # this Cython computes it through complex numbers.
     "cpow": True,
 }
+
+
+_MODULE_DIRECTIVES = {name: directives for name, _, directives in COMPILED_MODULES}
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip() not in ("", "0")
 
 
-def want_extensions() -> bool:
-    return not _flag("MICROGPT_NO_EXTENSIONS")
-
-
 def require_extensions() -> bool:
     return _flag("MICROGPT_REQUIRE_EXTENSIONS")
 
 
+def _say(message: str) -> None:
+    print(f"microgpt: {message}", file=sys.stderr, flush=True)
+
+
 def extensions() -> list[Extension]:
-    """The Cython extensions, or none (pure install, or Cython missing)."""
-    if not want_extensions():
-        print("microgpt: MICROGPT_NO_EXTENSIONS is set: pure-Python install", file=sys.stderr)
+    """The extensions to build (from .py sources: build_ext cythonizes them)."""
+    if _flag("MICROGPT_NO_EXTENSIONS"):
+        _say("MICROGPT_NO_EXTENSIONS is set: building the pure-Python package only")
         return []
-    try:
-        from Cython.Build import cythonize
-    except ImportError as exc:
-        if require_extensions():
-            raise RuntimeError("MICROGPT_REQUIRE_EXTENSIONS is set but Cython is missing") from exc
-        print("microgpt: Cython not found: installing the pure-Python engine", file=sys.stderr)
-        return []
-    is_msvc = sys.platform == "win32"
-    built: list[Extension] = []
-    for name, source, directives in COMPILED_MODULES:
-        ext = Extension(name, [source], extra_compile_args=[] if is_msvc else EXTRA_COMPILE_ARGS)
-        built += cythonize(
-            [ext],
-            build_dir="build/cython",
-            compiler_directives={**COMPILER_DIRECTIVES, **directives},
-            quiet=True,
-        )
-    return built
+    args = [] if sys.platform == "win32" else EXTRA_COMPILE_ARGS  # MSVC takes other flags
+    return [Extension(name, [src], extra_compile_args=args) for name, src, _ in COMPILED_MODULES]
 
 
 class OptionalBuildExt(build_ext):
-    """build_ext that falls back to pure Python unless the extension is required."""
+    """Cythonize and compile the engine; if that fails, fall back to pure
+    Python, unless MICROGPT_REQUIRE_EXTENSIONS makes it an error."""
 
     def run(self) -> None:
         try:
             super().run()
-        except Exception as exc:  # no compiler, missing headers, ...
-            self._fail(exc)
+        except Exception as exc:  # no Cython, no compiler, missing headers, ...
+            self._fall_back(exc)
 
     def build_extension(self, ext: Any) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as exc:
-            self._fail(exc)
+        # Imported here: making an sdist or the metadata needs no Cython.
+        from Cython.Build import cythonize
 
-    def _fail(self, exc: Exception) -> None:
-        if require_extensions():
-            raise
-        print(
-            f"microgpt: WARNING: could not compile the engine ({exc}); "
-            "installing the pure-Python engine (slower, same results)",
-            file=sys.stderr,
+        directives = {**CYTHON_DIRECTIVES, **_MODULE_DIRECTIVES[ext.name]}
+        (c_ext,) = cythonize(
+            [ext], build_dir=self.build_temp, compiler_directives=directives, quiet=True
         )
+        ext.sources = c_ext.sources  # the generated C, as Cython's own build_ext does
+        super().build_extension(ext)
+
+    def _fall_back(self, exc: Exception) -> None:
+        if require_extensions():
+            raise CompileError(
+                f"MICROGPT_REQUIRE_EXTENSIONS is set and the compiled engine did not build: {exc}"
+            ) from exc
+        # No extension: the wheel is tagged pure (see PureUnlessCompiled), and
+        # one left in the build folder by an earlier build must not ship in it.
+        for ext in self.extensions:
+            stale = self.get_ext_fullpath(ext.name)
+            if os.path.exists(stale):
+                os.remove(stale)
+        self.extensions.clear()
+        self.distribution.ext_modules = []
+        _say(
+            f"WARNING: could not compile the engine ({exc}); building the pure-Python "
+            "engine only (slower, same results), as a py3-none-any wheel. "
+            "Set MICROGPT_REQUIRE_EXTENSIONS=1 to make this an error."
+        )
+
+
+class PureUnlessCompiled(bdist_wheel):
+    """bdist_wheel whose tags follow what was built. setuptools decides them
+    from whether extensions are declared; this decides again once `build`
+    has run (bdist_wheel reads the decision only after that)."""
+
+    def run_command(self, command: str) -> None:
+        super().run_command(command)
+        if command == "build":  # OptionalBuildExt drops an extension that failed
+            self.root_is_pure = not self.distribution.has_ext_modules()
+
+
+COMMANDS: dict[str, Any] = {"build_ext": OptionalBuildExt, "bdist_wheel": PureUnlessCompiled}

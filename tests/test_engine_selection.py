@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import PURE_REQUESTED
 
 import microgpt
@@ -62,7 +63,7 @@ def test_both_engines_are_installed_side_by_side() -> None:
 
 
 def test_installed_distribution_contains_the_extension() -> None:
-    files = [str(f) for f in importlib.metadata.files("microgpt") or []]
+    files = [str(f) for f in importlib.metadata.files("microgpt-exact") or []]
     for twin in ("_engine", "_nn"):
         assert any(
             f.startswith(f"microgpt/{twin}.") and f.endswith((".so", ".pyd")) for f in files
@@ -75,9 +76,44 @@ def test_version_names_the_engine() -> None:
         [sys.executable, "-m", "microgpt", "--version"], capture_output=True, text=True, check=True
     ).stdout
     if PURE_REQUESTED:
-        assert out.strip() == f"microgpt {microgpt.__version__} (engine: pure Python)"
+        assert out.strip() == (
+            f"microgpt {microgpt.__version__} (engine: pure Python, chosen by MICROGPT_PURE=1)"
+        )
     else:
         assert out.startswith(f"microgpt {microgpt.__version__} (engine: compiled, Cython 3.")
+
+
+# Why the interpreted engine runs without MICROGPT_PURE: set up in a fresh
+# interpreter before microgpt is imported.
+NOT_BUILT = "sys.modules['microgpt._engine'] = None"  # as an install built without a compiler
+BROKEN = (  # built, but it cannot load (say, for another platform)
+    "class Broken:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'microgpt._engine':\n"
+    "            raise ImportError('wrong ELF class')\n"
+    "sys.meta_path.insert(0, Broken())"
+)
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (NOT_BUILT, "the compiled engine was not built"),
+        (BROKEN, "the compiled engine is installed but does not load: wrong ELF class"),
+    ],
+)
+def test_version_says_why_the_pure_engine_runs(setup: str, reason: str) -> None:
+    code = f"import sys\n{setup}\nfrom microgpt.cli import version_text; print(version_text())"
+    env = {k: v for k, v in os.environ.items() if k != "MICROGPT_PURE"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == f"microgpt {microgpt.__version__} (engine: pure Python, {reason})"
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    # One source: the package's __version__ is what the build wrote in the metadata.
+    assert importlib.metadata.version("microgpt-exact") == microgpt.__version__
 
 
 def test_the_pure_engine_needs_no_cython_at_run_time() -> None:

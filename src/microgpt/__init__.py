@@ -3,6 +3,7 @@ compiled engine (set MICROGPT_PURE=1 for the interpreted one)."""
 
 from typing import TYPE_CHECKING
 
+from microgpt._version import __version__
 from microgpt.backend import COMPILED, ENGINE_NAME
 from microgpt.backend import engine as _engine
 
@@ -10,8 +11,6 @@ if TYPE_CHECKING:  # the type checker reads engine.py; at run time, the selected
     from microgpt.engine import Value
 else:
     Value = _engine.Value
-
-__version__ = "0.1.0"
 
 no_grad = _engine.no_grad
 

@@ -19,15 +19,25 @@ from types import ModuleType
 PURE_REQUESTED: bool = os.environ.get("MICROGPT_PURE", "").strip() not in ("", "0")
 
 
-def _load_engine() -> ModuleType:
-    if not PURE_REQUESTED:
+def _load_engine() -> tuple[ModuleType, str]:
+    """The engine module, and why it is the interpreted one ('' if it is not)."""
+    if PURE_REQUESTED:
+        why = "chosen by MICROGPT_PURE=1"
+    else:
         try:
-            return importlib.import_module("microgpt._engine")
-        except ImportError:
-            pass  # not built (pure install): fall back to the interpreted engine
+            return importlib.import_module("microgpt._engine"), ""
+        except ModuleNotFoundError as exc:
+            if exc.name != "microgpt._engine":
+                raise
+            # A build without a working C compiler (or with
+            # MICROGPT_NO_EXTENSIONS=1) installs the interpreted engine only.
+            # (Short: argparse wraps a --version line wider than 78 columns.)
+            why = "the compiled engine was not built"
+        except ImportError as exc:  # built, but for another Python or platform
+            why = f"the compiled engine is installed but does not load: {exc}"
     from microgpt import engine
 
-    return engine
+    return engine, why
 
 
 def _load_compiled_model() -> bool:
@@ -42,14 +52,17 @@ def _load_compiled_model() -> bool:
     return True
 
 
-engine: ModuleType = _load_engine()
+engine: ModuleType
+PURE_REASON: str
+engine, PURE_REASON = _load_engine()
 COMPILED: bool = bool(engine.COMPILED)
 MODEL_COMPILED: bool = COMPILED and _load_compiled_model()
 ENGINE_NAME: str = "compiled" if COMPILED else "pure Python"
 
 
 def describe_engine() -> str:
-    """The engine in use, as `microgpt --version` says it."""
+    """The engine in use, as `microgpt --version` says it; for the
+    interpreted one, why."""
     if COMPILED:
         return f"compiled, Cython {engine.CYTHON_VERSION}"
-    return "pure Python"
+    return f"pure Python, {PURE_REASON}"
