@@ -86,7 +86,8 @@ def test_zero_samples_prints_nothing(data_file: Path) -> None:
 def test_log_holds_every_step_loss_exactly(data_file: Path, tmp_path: Path) -> None:
     log = tmp_path / "losses.jsonl"
     ok(microgpt_cli("train", "--data", data_file, "--steps", 4, *TINY, "--log", log))
-    lines = log.read_text(encoding="utf-8").splitlines()
+    header, *lines = log.read_text(encoding="utf-8").splitlines()
+    assert json.loads(header)["header"]["settings"]["steps"] == 4  # what made the run
     entries = [json.loads(line) for line in lines]
 
     run = Run.start(load_documents(str(data_file)), TrainConfig(steps=4), **TINY_SETTINGS)

@@ -185,7 +185,7 @@ def test_settings_that_make_training_diverge_are_a_clean_failure(
 @pytest.mark.parametrize(
     "flags, fragment",
     [
-        (["--temperature", "1e-310"], "argument --temperature: must be at least 1e-06"),
+        (["--temperature", "1e-310"], "argument --temperature: must be 0 or at least 1e-06"),
         (["--download-timeout", "1e300"], "argument --download-timeout: must be above 0 and"),
         (["--max-data-size", "9e30"], "argument --max-data-size: expected a size"),
         (["--steps", str(10**13)], "argument --steps: must be at least 1 and at most"),

@@ -67,6 +67,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def with_header(source: Path, target: Path, settings: dict[str, object]) -> Path:
     """A copy of a log with a header record and validation records."""
     records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+    records = [r for r in records if "header" not in r]  # replaced by this one
     header = {"settings": settings, "engine": "compiled", "version": "0.1.0"}
     lines = [{"header": header}]
     for record in records:
@@ -90,10 +91,19 @@ def test_loss_plot_draws_raw_and_smoothed_curve_per_run(
     raw, smooth = ax.lines[0], ax.lines[1]
     assert list(raw.get_ydata()) == logs[0].losses
     assert list(smooth.get_ydata())[9] == pytest.approx(sum(logs[0].losses[5:10]) / 5)
-    # without headers, each run is named by its file; then its final mean loss
+    # each run is named by the setting its log's header says differs, then its final mean
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == [f"lr0.01.jsonl: {smooth.get_ydata()[-1]:.3f}", labels[1]]
-    assert labels[1].startswith("lr0.02.jsonl: ")
+    assert labels == [f"lr=0.01: {smooth.get_ydata()[-1]:.3f}", labels[1]]
+    assert labels[1].startswith("lr=0.02: ")
+    # logs without a header are named by their files
+    for name in ("0.01", "0.02"):
+        lines = trained[name].read_text(encoding="utf-8").splitlines()[1:]
+        (tmp_path / f"lr{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bare = [read_log(tmp_path / "lr0.01.jsonl"), read_log(tmp_path / "lr0.02.jsonl")]
+    labels = [
+        t.get_text() for t in plot.loss_figure(bare, window=5).axes[0].get_legend().get_texts()
+    ]
+    assert [label.split(": ")[0] for label in labels] == ["lr0.01.jsonl", "lr0.02.jsonl"]
 
     out = tmp_path / "loss.png"
     ok(microgpt_cli("plot", "loss", trained["0.01"], trained["0.02"], "-o", out))

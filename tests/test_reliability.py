@@ -139,17 +139,17 @@ TRAIN_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
     "zero learning rate": (lambda w: ["--lr", 0], ["argument --lr: must be positive, got 0"]),
     "negative learning rate": (lambda w: ["--lr", -0.1], ["argument --lr: must be positive"]),
     "NaN learning rate": (lambda w: ["--lr", "nan"], ["argument --lr: must be a finite number"]),
-    "zero temperature": (
-        lambda w: ["--temperature", 0],
-        ["argument --temperature: must be at least 1e-06, got 0"],
+    "temperature between greedy (0) and the least": (
+        lambda w: ["--temperature", "1e-7"],
+        ["argument --temperature: must be 0 or at least 1e-06, got 1e-07"],
     ),
     "negative temperature": (
         lambda w: ["--temperature", -1],
-        ["argument --temperature: must be at least 1e-06, got -1"],
+        ["argument --temperature: must be 0 or at least 1e-06, got -1"],
     ),
     "temperature so small that logits / temperature overflow": (
         lambda w: ["--temperature", "1e-310"],
-        ["argument --temperature: must be at least 1e-06"],
+        ["argument --temperature: must be 0 or at least 1e-06"],
     ),
     "steps beyond any lifetime": (
         lambda w: ["--steps", 10**13],
@@ -259,9 +259,9 @@ SAMPLE_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
         lambda w: [w / "existing.json", "--prompt", "annaboba"],
         ["prompt 'annaboba' has 8 characters but at most 7 fit"],
     ),
-    "zero temperature": (
-        lambda w: [w / "existing.json", "--temperature", 0],
-        ["argument --temperature: must be at least 1e-06, got 0"],
+    "negative temperature": (
+        lambda w: [w / "existing.json", "--temperature", -0.5],
+        ["argument --temperature: must be 0 or at least 1e-06, got -0.5"],
     ),
     "negative number of names": (
         lambda w: [w / "existing.json", "--num", -2],
@@ -320,7 +320,7 @@ def test_diverging_loss_saves_the_last_good_step_and_exits_1(tmp_path: Path) -> 
     saved = checkpoint.load(ckpt)  # loads: only finite numbers were saved
     assert saved.step == failed_step - 1
     assert f"saved {ckpt} at step {saved.step} (last good step)" in result.stderr
-    logged = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    logged = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()[1:]]
     assert [e["step"] for e in logged] == list(range(1, failed_step))
 
 
@@ -517,7 +517,7 @@ def test_save_every_bounds_the_work_lost_to_a_kill(tmp_path: Path) -> None:
     # done a few more steps after that report, and saved them).
     assert progress - every < saved < LONG_STEPS
     # The log already holds every step the checkpoint holds.
-    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()[:saved]]
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()[1 : saved + 1]]
     assert logged == list(range(1, saved + 1))
 
 

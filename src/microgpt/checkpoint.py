@@ -151,7 +151,9 @@ class Checkpoint:
         optimizer = Run.make_optimizer(model, self.train_config)
         optimizer.m = list(self.adam_m)
         optimizer.v = list(self.adam_v)
-        return Run(model, optimizer, self.tokenizer, docs, self.rng(), self.train_config, self.step)
+        run = Run(model, optimizer, self.tokenizer, docs, self.rng(), self.train_config, self.step)
+        run.split_validation()
+        return run
 
 
 def load(path: str | Path, limits: Limits | None = None) -> Checkpoint:
@@ -182,7 +184,9 @@ def _json_problem(text: str, exc: json.JSONDecodeError) -> str:
     where = f"line {exc.lineno}, column {exc.colno}"
     if not text.strip():
         return "the file is empty"
-    if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+    # What is left from the error on: nothing, or the start of a number cut short
+    rest = text[exc.pos :].rstrip()
+    if set(rest) <= set("0123456789.eE+-") or exc.msg.startswith("Unterminated string"):
         return f"the JSON stops short at {where}: is the file truncated?"
     return f"not JSON: {exc.msg} at {where}"
 

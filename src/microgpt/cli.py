@@ -150,15 +150,16 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         run, docs = _resumed(args, ckpt, source, limits) if ckpt else _started(args, source, limits)
         if sampling.num:
             check_prompt(sampling.prompt, run.tokenizer, run.model.config.block_size)
+        fingerprint = documents_fingerprint(docs)
         log = None
         if args.log is not None:
-            log = LossLog.open(args.log, run.step if ckpt else None)
+            header = driver.log_header(run, recorded_source(source), fingerprint)
+            log = LossLog.open(args.log, run.step if ckpt else None, header=header)
             stack.callback(log.close)
-        fingerprint = documents_fingerprint(docs)
         target = driver.SaveTarget(out, recorded_source(source), fingerprint) if out else None
+        trainer = Trainer(run, reporting, save_to=target, log=log, say=console.message)
         for line in [version_text(), *driver.describe_run(run, describe_source(source), docs)]:
             console.message(line)
-        trainer = Trainer(run, reporting, save_to=target, log=log, say=console.message)
         with driver.StopSignals() as stop:
             outcome = trainer.train(stop)
     if outcome.status != "done":

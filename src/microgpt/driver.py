@@ -7,11 +7,15 @@ argument parsing; from Python:
     outcome = Trainer(run, DriverConfig(save_every=50), save_to=target).train()
 
 What it does between steps, in order: append the step to the log, save every
-`save_every` steps, print progress every `log_every` steps, and call any
-extra `hooks`. A stop request (Ctrl-C, SIGTERM; see `StopSignals`) or a
-failed output stream stops it between two steps, after saving the last
-completed one; a loss or gradient that stops being a number saves the last
-good step and raises `TrainingFailed`.
+`save_every` steps, print progress every `log_every` steps (with the mean
+loss of the last 100 steps), log the validation loss every `eval_every`
+steps, and call any extra `hooks`; with `monitor_every`, it prints the
+gradient report of every such step between backward() and the update. At
+the end: the validation loss (if documents were held out) and a summary.
+A stop request (Ctrl-C, SIGTERM; see `StopSignals`) or a failed output
+stream stops it between two steps, after saving the last completed one; a
+loss or gradient that stops being a number saves the last good step and
+raises `TrainingFailed`.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+import microgpt
 from microgpt import checkpoint
 from microgpt.console import StreamFailed
+from microgpt.errors import UsageError
 from microgpt.files import OutputLock, refuse_same_file, show
-from microgpt.runlog import LossLog
+from microgpt.monitor import gradient_report
+from microgpt.runlog import LOG_FORMAT, MEAN_WINDOW, LossLog
 from microgpt.settings import Rule, check_settings, setting
 from microgpt.train import NonFiniteLoss, Run, truncation_note
 
@@ -47,6 +55,14 @@ class DriverConfig:
         None, "also save every N steps", Rule("int", low=1, optional=True)
     )
     log_every: int = setting(100, "progress line every N steps", Rule("int", low=1))
+    eval_every: int | None = setting(
+        None,
+        "log the validation loss every N steps (needs --val-fraction)",
+        Rule("int", low=1, optional=True),
+    )
+    monitor_every: int | None = setting(
+        None, "print the gradient report every N steps", Rule("int", low=1, optional=True)
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -135,7 +151,11 @@ def _stderr(line: str) -> None:
 
 
 class Progress:
-    """The progress line: the first step, every `every` steps, and the last."""
+    """The progress line: the first step, every `every` steps, and the last.
+
+    A step's loss is that of one document, so it jumps from step to step; the
+    mean of the last 100 steps beside it is what shows whether training works.
+    """
 
     def __init__(self, say: Callable[[str], None], run: Run, every: int) -> None:
         self.say = say
@@ -143,18 +163,70 @@ class Progress:
         self.every = every
         self.start_step = run.step
         self.started = time.perf_counter()
+        self.recent: deque[float] = deque(maxlen=MEAN_WINDOW)
 
     def __call__(self, run: Run, loss: float, lr: float) -> None:
+        self.recent.append(loss)
         step = run.step
         if step != self.start_step + 1 and step % self.every and not run.done:
             return
-        elapsed = time.perf_counter() - self.started
-        rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        elapsed, rate = self.rate(step)
         eta = (self.total - step) / rate if rate > 0 else 0.0
         self.say(
             f"step {step:{len(str(self.total))}d}/{self.total} | loss {loss:.4f} | "
-            f"{rate:.1f} steps/s | ETA {duration(eta)}"
+            f"mean {self.mean():.4f} (last {len(self.recent)}) | {rate:.1f} steps/s | "
+            f"ETA {duration(eta)}"
         )
+
+    def rate(self, step: int) -> tuple[float, float]:
+        """Seconds since the start, and steps per second."""
+        elapsed = time.perf_counter() - self.started
+        return elapsed, (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+
+    def mean(self) -> float:
+        return sum(self.recent) / len(self.recent) if self.recent else float("nan")
+
+    def summary(self, step: int, val_loss: float | None) -> str:
+        elapsed, rate = self.rate(step)
+        trained = step - self.start_step
+        line = (
+            f"done: {trained} steps in {duration(elapsed)} ({rate:.1f} steps/s); "
+            f"mean loss of the last {len(self.recent)} steps {self.mean():.4f}"
+        )
+        return line if val_loss is None else f"{line}; val loss {val_loss:.4f}"
+
+
+class Validation:
+    """Logs the loss on the held-out documents every `every` steps."""
+
+    def __init__(self, say: Callable[[str], None], log: LossLog | None, every: int | None):
+        self.say, self.log, self.every = say, log, every
+        self.last: float | None = None
+
+    def __call__(self, run: Run, loss: float, lr: float) -> None:
+        if self.every and run.step % self.every == 0 and not run.done:
+            self.measure(run)
+
+    def measure(self, run: Run) -> float:
+        self.last = run.val_loss()
+        if self.log is not None:
+            self.log.record({"step": run.step, "val_loss": self.last})
+        self.say(f"step {run.step} | val loss {self.last:.4f} ({len(run.val_docs)} documents)")
+        return self.last
+
+
+def log_header(run: Run, data_source: str, fingerprint: str) -> dict[str, Any]:
+    """The first record of a run's log: what produced it (see microgpt.runlog)."""
+    settings = {**run.model.config.to_dict(), **run.train_config.to_dict()}
+    return {
+        "format": LOG_FORMAT,
+        "header": {
+            "settings": settings,
+            "data": {"source": data_source, "sha256": fingerprint},
+            "engine": microgpt.ENGINE_NAME,
+            "version": microgpt.__version__,
+        },
+    }
 
 
 def describe_run(run: Run, source: str, docs: list[str]) -> list[str]:
@@ -189,9 +261,15 @@ class Trainer:
     say: Callable[[str], None] = _stderr
     hooks: Sequence[StepHook] = ()
 
+    def __post_init__(self) -> None:
+        if self.config.eval_every and not self.run.val_docs:
+            raise UsageError("--eval-every needs held-out documents: pass --val-fraction too")
+
     def train(self, stop: StopSignals | None = None) -> Outcome:
         run = self.run
-        hooks: list[StepHook] = [Progress(self.say, run, self.config.log_every), *self.hooks]
+        progress = Progress(self.say, run, self.config.log_every)
+        validation = Validation(self.say, self.log, self.config.eval_every)
+        hooks: list[StepHook] = [progress, validation, *self.hooks]
         try:
             while not run.done:
                 if stop is not None and stop.requested is not None:
@@ -205,15 +283,19 @@ class Trainer:
                     self.save(f"every {every} steps")
                 for hook in hooks:
                     hook(run, loss, lr)
+            val_loss = validation.measure(run) if run.val_docs else None
             self.save("end of training")
+            self.say(progress.summary(run.step, val_loss))
         except StreamFailed as failure:
             saved = self._save_on_exit("an output stream failed")
             return Outcome("stream", run.step, saved, stream=failure)
         return Outcome("done", run.step, self.save_to is not None)
 
     def _step(self) -> float:
+        every = self.config.monitor_every
+        monitor = every is not None and (self.run.step + 1) % every == 0
         try:
-            return self.run.train_step()
+            return self.run.train_step(self._monitor) if monitor else self.run.train_step()
         except NonFiniteLoss as failure:  # the run is still at its last good step
             try:
                 self.save("last good step")
@@ -221,6 +303,12 @@ class Trainer:
                 # The update before the bad loss already broke the weights.
                 raise TrainingFailed(f"{failure}; {exc} ({DIVERGED_HINT})") from None
             raise TrainingFailed(f"{failure} ({DIVERGED_HINT})") from None
+
+    def _monitor(self, run: Run) -> None:
+        """The gradient report of the step in progress (after backward)."""
+        self.say(f"step {run.step + 1} gradients:")
+        for line in gradient_report(run.model.state_dict).table().splitlines():
+            self.say(f"  {line}")
 
     def _record(self, loss: float, lr: float) -> None:
         log = self.log

@@ -276,21 +276,21 @@ class Value:
 
 
 if cython.compiled:  # C-level memory and list access for dot and sum nodes
-    from cython.cimports.cpython.list import (  # type: ignore[import-untyped,unused-ignore]
+    from cython.cimports.cpython.list import (
         PyList_GET_ITEM,
         PyList_New,
         PyList_SET_ITEM,
     )
-    from cython.cimports.cpython.mem import (  # type: ignore[import-untyped,unused-ignore]
+    from cython.cimports.cpython.mem import (
         PyMem_Free,
         PyMem_Malloc,
     )
-    from cython.cimports.cpython.object import (  # type: ignore[import-untyped,unused-ignore]
+    from cython.cimports.cpython.object import (
         Py_TYPE,
         PyObject,
         PyTypeObject,
     )
-    from cython.cimports.cpython.ref import Py_INCREF  # type: ignore[import-untyped,unused-ignore]
+    from cython.cimports.cpython.ref import Py_INCREF
 
     _VALUE_TYPE = cython.declare(
         cython.pointer[PyTypeObject], cython.cast(cython.pointer[PyTypeObject], Value)

@@ -71,8 +71,13 @@ class LossLog:
 
     @classmethod
     def open(
-        cls, path: str | Path, resumed_step: int | None = None, option: str = "--log"
+        cls,
+        path: str | Path,
+        resumed_step: int | None = None,
+        option: str = "--log",
+        header: dict[str, Any] | None = None,
     ) -> LossLog:
+        """`header`, the first record of a new log, is kept by a resumed one."""
         target = cls.check(path, option)
         try:
             fd = _open_regular(target)
@@ -85,7 +90,10 @@ class LossLog:
             stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
         except OSError as exc:
             raise UsageError(f"{option} {show(path)}: cannot open: {exc.strerror or exc}") from None
-        return cls(path, stream, option)
+        log = cls(path, stream, option)
+        if header is not None and resumed_step is None:
+            log.record(header)
+        return log
 
     def record(self, entry: dict[str, Any]) -> None:
         """Append one record (a JSON object on its own line)."""

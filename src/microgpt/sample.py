@@ -24,8 +24,8 @@ class SampleConfig:
     num: int = setting(20, "how many names to print", Rule("int", low=0))
     temperature: float = setting(
         0.5,
-        f"sampling temperature, at least {MIN_TEMPERATURE:g}",
-        Rule("float", low=MIN_TEMPERATURE),
+        f"sampling temperature: 0 picks the likeliest character; else at least {MIN_TEMPERATURE:g}",
+        Rule("float", low=MIN_TEMPERATURE, or_zero=True),
     )
     prompt: str = setting("", "start every sample with this text", Rule("text"))
 
@@ -70,7 +70,10 @@ def sample(
 ) -> str:
     """One document: starts after BOS (and the prompt, if any), draws each next
     character from softmax(logits / temperature), and stops at BOS or when the
-    context is full. The prompt is part of the returned text."""
+    context is full. The prompt is part of the returned text.
+
+    Temperature 0 is greedy: each next character is the likeliest one (the
+    first of equals), and nothing is drawn from `rng`."""
     check_temperature(temperature)
     prompt_ids = check_prompt(prompt, tokenizer, model.config.block_size)
     keys, values = model.new_cache()
@@ -83,8 +86,11 @@ def sample(
             if pos_id < len(prompt_ids):  # still reading the prompt: no draw
                 token_id = prompt_ids[pos_id]
                 continue
-            probs = softmax([logit / temperature for logit in logits])
-            token_id = rng.choices(choices, weights=[p.data for p in probs])[0]
+            if temperature == 0:
+                token_id = max(choices, key=lambda i: logits[i].data)
+            else:
+                probs = softmax([logit / temperature for logit in logits])
+                token_id = rng.choices(choices, weights=[p.data for p in probs])[0]
             if token_id == tokenizer.bos:
                 break
             out.append(token_id)

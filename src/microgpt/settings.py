@@ -49,8 +49,9 @@ class Rule:
     kind: "int" (a whole number), "float" (a finite number; an int is fine),
     "size" (a number of bytes; written 64M, 1.5G, ...), "choice" (one of
     `choices`) or "text". `low`/`high` bound numbers (excluded if `*_open`); `optional`
-    also allows None (the setting is off); `divides` names another setting
-    this one must be divisible by.
+    also allows None (the setting is off); `or_zero` also allows 0 (a value
+    with a meaning of its own); `divides` names another setting this one must
+    be divisible by.
     """
 
     kind: str
@@ -60,6 +61,7 @@ class Rule:
     high_open: bool = False
     choices: tuple[str, ...] = ()
     optional: bool = False
+    or_zero: bool = False
     divides: str = ""
 
     def requirement(self) -> str:
@@ -71,12 +73,12 @@ class Rule:
             return "positive"
         if low == 0 and not self.low_open and self.high is None and self.kind == "int":
             return "0 or more"
-        parts = []
+        parts = ["0 or"] if self.or_zero else []
         if low is not None:
             parts.append(f"{'above' if self.low_open else 'at least'} {_number(low)}")
         if self.high is not None:
             parts.append(f"{'below' if self.high_open else 'at most'} {_number(self.high)}")
-        return " and ".join(parts) or "a number"
+        return " and ".join(parts).replace("0 or and ", "0 or ") or "a number"
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with `value` (None if nothing)."""
@@ -98,6 +100,8 @@ class Rule:
         return None
 
     def _in_range(self, value: float) -> bool:
+        if self.or_zero and value == 0:
+            return True
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         if self.high is not None:

@@ -11,12 +11,14 @@ import gc
 import hashlib
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from microgpt import no_grad
 from microgpt.data import Tokenizer
+from microgpt.errors import UsageError
 from microgpt.nn import GPT, GPTConfig, Value, softmax, vsum
 from microgpt.optim import BETA, POSITIVE, Adam, clip_grad_norm, linear_decay
 from microgpt.settings import Rule, check_settings, from_dict, setting
@@ -41,6 +43,11 @@ class TrainConfig:
         Rule("float", low=0.0, low_open=True, optional=True),
     )
     seed: int = setting(42, "random seed (shuffle, weights, samples)", Rule("int"))
+    val_fraction: float = setting(
+        0.0,
+        "hold out this fraction of the documents for validation (0: none, as the original)",
+        Rule("float", low=0.0, high=0.5),
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -105,6 +112,7 @@ class Run:
         self.rng = rng
         self.train_config = train_config
         self.step = step  # completed steps
+        self.val_docs: list[str] = []  # held out (see split_validation)
 
     @classmethod
     def start(cls, docs: list[str], train_config: TrainConfig, **model_settings: Any) -> Run:
@@ -117,7 +125,32 @@ class Run:
         config = GPTConfig(vocab_size=tokenizer.vocab_size, **model_settings)
         model = GPT(config, rng)
         optimizer = cls.make_optimizer(model, train_config)
-        return cls(model, optimizer, tokenizer, docs, rng, train_config)
+        run = cls(model, optimizer, tokenizer, docs, rng, train_config)
+        run.split_validation()
+        return run
+
+    def split_validation(self) -> None:
+        """Hold out the last `val_fraction` of the shuffled documents (at least
+        one, if any is asked for) for validation; train on the rest. The same
+        seed holds out the same documents, and a fraction of 0 (the default)
+        changes nothing."""
+        fraction = self.train_config.val_fraction
+        if not fraction:
+            return
+        held_out = max(1, int(fraction * len(self.docs)))
+        if held_out >= len(self.docs):
+            raise UsageError(
+                f"--val-fraction {fraction:g} leaves no training documents "
+                f"(there are {len(self.docs)})"
+            )
+        self.docs, self.val_docs = self.docs[:-held_out], self.docs[-held_out:]
+
+    def val_loss(self) -> float:
+        """The mean, over the held-out documents, of each one's loss (the
+        quantity a training step reports), computed without a graph."""
+        with no_grad():
+            total = sum(self.loss(doc).data for doc in self.val_docs)
+        return total / len(self.val_docs)
 
     @staticmethod
     def make_optimizer(model: GPT, train_config: TrainConfig) -> Adam:
@@ -146,8 +179,10 @@ class Run:
             losses.append(-probs[target_id].log())
         return (1 / n) * vsum(losses)
 
-    def train_step(self) -> float:
-        """Train on the next document; returns the step's loss.
+    def train_step(self, inspect: Callable[[Run], None] | None = None) -> float:
+        """Train on the next document; returns the step's loss. `inspect`, if
+        given, is called between backward() and the update, when every
+        weight's gradient is this step's (the update resets them).
 
         If the loss or a gradient is NaN or infinite, raises `NonFiniteLoss`
         and changes nothing (weights, moments, random stream, step), so the
@@ -175,6 +210,8 @@ class Run:
             if not math.isfinite(loss.data):
                 raise undo("", loss.data)
             loss.backward()
+            if inspect is not None:
+                inspect(self)
             if t.grad_clip is not None:
                 clip_grad_norm(self.model.params, t.grad_clip)
             try:
