@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ENGINES = ("original", "pure", "compiled", "torch")
-TORCH_INSTALL = 'pip install ".[bench]" (or pip install torch==2.13.0)'
+TORCH_INSTALL = "pip install --group bench (or pip install torch==2.13.0)"
 
 # The model shapes of the training-step benchmarks.
 CONFIGS: dict[str, dict[str, int]] = {
