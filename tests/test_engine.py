@@ -483,6 +483,96 @@ def test_constructor_arguments_are_checked_alike_in_both_engines() -> None:
     assert outcomes == expected  # [pure, compiled]
 
 
+def _message(case: Callable[[], object]) -> str:
+    try:
+        case()
+    except Exception as exc:  # noqa: BLE001 - the exception is the result
+        return f"{type(exc).__name__}: {exc}"
+    return "accepted"
+
+
+def test_the_edges_give_the_same_error_message_in_both_engines() -> None:
+    # Assigning data and grad, dot and vsum of bad vectors: the same clear
+    # error, word for word, whichever engine runs (or: accepted by both alike).
+    engines = engines_to_compare()
+
+    def assign(V: Any, field: str, value: object) -> object:
+        v = V(1.0)
+        setattr(v, field, value)
+        return (type(getattr(v, field)), getattr(v, field))
+
+    cases: dict[str, tuple[Callable[[Any, ModuleType], object], str]] = {
+        "data = 'x'": (
+            lambda V, m: assign(V, "data", "x"),
+            "TypeError: Value data must be a number, not str",
+        ),
+        "grad = None": (
+            lambda V, m: assign(V, "grad", None),
+            "TypeError: Value grad must be a number, not NoneType",
+        ),
+        "data = 10**400": (
+            lambda V, m: assign(V, "data", 10**400),
+            "OverflowError: int too large to convert to float",
+        ),
+        "dot of unequal lengths": (
+            lambda V, m: m.dot([V(1.0)] * 3, [V(1.0)] * 2),
+            "ValueError: dot() of vectors of different lengths (3 and 2)",
+        ),
+        "dot of a number": (
+            lambda V, m: m.dot([V(1.0), 2.0], [V(1.0), V(1.0)]),
+            "TypeError: dot() arguments must be Values, not float",
+        ),
+        "dot of None": (
+            lambda V, m: m.dot([V(1.0)], [None]),
+            "TypeError: dot() arguments must be Values, not NoneType",
+        ),
+        "Value + str": (
+            lambda V, m: V(1.0) + "a",
+            "TypeError: unsupported operand type(s) for +: 'Value' and 'str'",
+        ),
+        "str * Value": (
+            lambda V, m: [1] * V(2.0),
+            "TypeError: can't multiply sequence by non-int of type 'Value'",
+        ),
+        "Value ** str": (
+            lambda V, m: V(2.0) ** "a",
+            "TypeError: unsupported operand type(s) for ** or pow(): 'Value' and 'str'",
+        ),
+        "vsum of a str": (
+            lambda V, m: m.vsum([V(1.0), "a"]),
+            "TypeError: vsum() arguments must be Values, not str",
+        ),
+    }
+    for name, (case, want) in cases.items():
+        got = [_message(lambda m=m, case=case: case(m.Value, m)) for m in engines]
+        # Python's own operator errors name a compiled type with its module
+        got = [message.replace("'microgpt._engine.Value'", "'Value'") for message in got]
+        assert got == [want] * len(engines), name
+    # and what is accepted is stored alike: a float
+    for m in engines:
+        assert assign(m.Value, "data", 3) == (float, 3.0)
+        assert assign(m.Value, "grad", True) == (float, 1.0)
+
+
+def test_values_of_the_two_engines_cannot_be_combined() -> None:
+    pure, compiled = both_engines()
+    if compiled is None:
+        pytest.skip("the compiled engine is not installed (pure-only run)")
+    a, b = pure.Value(1.0), compiled.Value(2.0)
+    cases = {
+        "a + b": lambda: a + b,
+        "b * a": lambda: b * a,
+        "b - a": lambda: b - a,
+        "pure dot of compiled": lambda: pure.dot([a], [b]),
+        "compiled vsum of pure": lambda: compiled.vsum([b, a]),
+        "compiled node of a pure child": lambda: compiled.Value(1.0, (a,), (1.0,)),
+    }
+    for name, case in cases.items():
+        message = _message(case)
+        assert message.startswith("TypeError: cannot combine Values of two engines ("), name
+        assert "use one engine per process (MICROGPT_PURE selects it)" in message, name
+
+
 # --- deep graphs ----------------------------------------------------------------
 
 

@@ -65,7 +65,8 @@ class Value:
         if isinstance(other, (int, float)):  # a number is a constant: no node of its own
             c: cython.double = other
             return _unary(ADD, self._data + c, self, 1.0)
-        return _not_an_operand(other)
+        _refuse_other_engine(other)
+        return NotImplemented
 
     def __mul__(self, other: Value | float) -> Value:
         if isinstance(other, Value):
@@ -74,12 +75,14 @@ class Value:
         if isinstance(other, (int, float)):
             k: cython.double = other
             return _unary(MUL, self._data * k, self, k)
-        return _not_an_operand(other)
+        _refuse_other_engine(other)
+        return NotImplemented
 
-    def __pow__(self, other: float) -> Value:  # d(x**k)/dx = k * x**(k-1)
-        if not isinstance(other, (int, float)):
-            return _not_an_operand(other)
-        return _power_node(self, other)
+    def __pow__(self, other: object) -> Value:  # d(x**k)/dx = k * x**(k-1)
+        if isinstance(other, (int, float)):
+            return _power_node(self, other)
+        _refuse_other_engine(other)
+        return NotImplemented
 
     def log(self) -> Value:
         x: cython.double = self._data
@@ -112,22 +115,22 @@ class Value:
     def __neg__(self) -> Value:
         return self * -1
 
-    def __radd__(self, other: float) -> Value:
+    def __radd__(self, other: Value | float) -> Value:
         return self + other
 
     def __sub__(self, other: Value | float) -> Value:
         return self + (-other)
 
-    def __rsub__(self, other: float) -> Value:
+    def __rsub__(self, other: Value | float) -> Value:
         return other + (-self)
 
-    def __rmul__(self, other: float) -> Value:
+    def __rmul__(self, other: Value | float) -> Value:
         return self * other
 
     def __truediv__(self, other: Value | float) -> Value:
         return self * other**-1
 
-    def __rtruediv__(self, other: float) -> Value:
+    def __rtruediv__(self, other: Value | float) -> Value:
         return other * self**-1
 
     # --- backpropagation -----------------------------------------------------
@@ -167,7 +170,7 @@ class Value:
         return self._data
 
     @data.setter
-    def data(self, value: float) -> None:
+    def data(self, value: object) -> None:
         self._data = _number(value, "data")
 
     @property
@@ -175,7 +178,7 @@ class Value:
         return self._grad
 
     @grad.setter
-    def grad(self, value: float) -> None:
+    def grad(self, value: object) -> None:
         self._grad = _number(value, "grad")
 
     @property
@@ -822,7 +825,7 @@ def _checked_children(
     return first, locals_[0], second, locals_[1]
 
 
-def _check_values(items: list[Value], where: str) -> None:
+def _check_values(items: Sequence[object], where: str) -> None:
     for item in items:
         _check_value(item, f"{where}() arguments")
 
@@ -830,20 +833,20 @@ def _check_values(items: list[Value], where: str) -> None:
 def _check_value(item: object, what: str) -> None:
     if isinstance(item, Value):
         return
-    _not_an_operand(item)
+    _refuse_other_engine(item)
     raise TypeError(f"{what} must be Values, not {type(item).__name__}")
 
 
-def _not_an_operand(other: object) -> Value:
-    """NotImplemented (so Python tries the other operand's method), unless
-    `other` is a Value of the other engine, which cannot be combined."""
+def _refuse_other_engine(other: object) -> None:
+    """An op's operand that is not a Value of this engine nor a number gets
+    NotImplemented (so Python tries the other operand's method), unless it is
+    a Value of the other engine: then this says why they cannot be combined."""
     kind = type(other)
     if kind.__name__ == "Value" and kind.__module__ in ("microgpt.engine", "microgpt._engine"):
         raise TypeError(
             f"cannot combine Values of two engines ({kind.__module__} and {__name__}): "
             "use one engine per process (MICROGPT_PURE selects it)"
         )
-    return NotImplemented  # type: ignore[no-any-return]
 
 
 def _op_code(name: str) -> int:
