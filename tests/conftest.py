@@ -101,3 +101,15 @@ def lines_of(stream: IO[str] | None) -> queue.Queue[str]:
 
     threading.Thread(target=pump, daemon=True).start()
     return lines
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Exit status 2, one line on stderr naming the problem, nothing on stdout."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert result.stdout == ""
+    return lines[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import lines_of, microgpt_cli
+from conftest import assert_one_line_error, lines_of, microgpt_cli
 
 import microgpt.checkpoint
 from microgpt import checkpoint
@@ -27,18 +27,6 @@ DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "ja
 TINY_SETTINGS = {"n_embd": 8, "n_head": 2, "block_size": 8}
 TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 VOCAB_SIZE = len(set("".join(DOCS))) + 1
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Exit status 2, one line on stderr naming the problem, nothing on stdout."""
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert result.stdout == ""
-    return lines[0]
 
 
 def new_run(steps: int = 4) -> Run:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PURE_REQUESTED, lines_of, microgpt_cli
+from conftest import assert_one_line_error as one_line_error
 
 from microgpt import checkpoint, files
 from microgpt.errors import UsageError
@@ -27,17 +28,6 @@ from microgpt.runlog import LossLog
 DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
 TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 LONG_STEPS = 60 if PURE_REQUESTED else 600
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert result.stdout == ""
-    return lines[0]
 
 
 @pytest.fixture
