@@ -36,6 +36,9 @@ def test_the_model_is_compiled_with_the_compiled_engine_only() -> None:
     from microgpt.train import Run, TrainConfig
 
     assert nn.__name__ == ("microgpt.nn" if PURE_REQUESTED else "microgpt._nn")
+    code = "import microgpt.nn; print(microgpt.nn.__name__, microgpt.nn.GPT.__module__)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == [nn.__name__] * 2
     assert backend.MODEL_COMPILED is (not PURE_REQUESTED)
     run = Run.start(["ab", "ba"], TrainConfig(steps=1))
     assert type(run.model).__module__ == nn.__name__

@@ -49,6 +49,7 @@ def _load_compiled_model() -> bool:
     except ImportError:
         return False
     sys.modules["microgpt.nn"] = compiled_nn
+    sys.modules["microgpt"].nn = compiled_nn  # type: ignore[attr-defined]  # microgpt.nn.GPT
     return True
 
 
