@@ -39,7 +39,7 @@ def save(run: Run, path: Path) -> None:
 
 def state_hex(run: Run) -> list[str]:
     """Every number a run carries, as exact bit patterns."""
-    numbers = [p.data for p in run.model.params] + run.optimizer.m + run.optimizer.v
+    numbers = [p.data for p in run.model.params] + [*run.optimizer.m, *run.optimizer.v]
     return [x.hex() for x in numbers]
 
 

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,12 @@ def run_to_dict(run: Run, data_source: str, data_fingerprint: str) -> dict[str, 
     m_mats, v_mats = {}, {}
     i = 0
     for name, (rows, cols) in weight_shapes(model.config).items():
-        m_mats[name] = [run.optimizer.m[i + r * cols : i + (r + 1) * cols] for r in range(rows)]
-        v_mats[name] = [run.optimizer.v[i + r * cols : i + (r + 1) * cols] for r in range(rows)]
+        m_mats[name] = [
+            run.optimizer.m[i + r * cols : i + (r + 1) * cols].tolist() for r in range(rows)
+        ]
+        v_mats[name] = [
+            run.optimizer.v[i + r * cols : i + (r + 1) * cols].tolist() for r in range(rows)
+        ]
         i += rows * cols
     version, internal, gauss_next = run.rng.getstate()
     return {
@@ -149,8 +154,8 @@ class Checkpoint:
         order.shuffle(docs)
         model = self.model()
         optimizer = Run.make_optimizer(model, self.train_config)
-        optimizer.m = list(self.adam_m)
-        optimizer.v = list(self.adam_v)
+        optimizer.m = array("d", self.adam_m)
+        optimizer.v = array("d", self.adam_v)
         run = Run(model, optimizer, self.tokenizer, docs, self.rng(), self.train_config, self.step)
         run.split_validation()
         return run

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # type checkers read the typed stand-in
+    from array import array
+
     from microgpt import _cython_shim as cython
 else:
     try:
@@ -865,8 +867,8 @@ def _op_code(name: str) -> int:
 
 def adam_update(
     params: list[Value],
-    m: list[float],
-    v: list[float],
+    m: array[float],
+    v: array[float],
     lr_t: float,
     beta1: float,
     beta2: float,
@@ -877,7 +879,8 @@ def adam_update(
     """One Adam step over every parameter, then its gradient reset to zero.
     Raises FloatingPointError, changing nothing, if a gradient is NaN or inf.
 
-    `m` and `v` are the running first and second moments; `bias1` and `bias2`
+    `m` and `v` are the running first and second moments (arrays of C
+    doubles, so that updating one makes no Python float); `bias1` and `bias2`
     are `1 - beta1**t` and `1 - beta2**t`. This is the loop that
     `microgpt.optim.Adam` runs (in the original's float operations, in its
     order); it lives beside `Value` so that the compiled engine runs it over
@@ -892,6 +895,11 @@ def adam_update(
         p = params[i]
         if not -_INF < p._grad < _INF:
             raise FloatingPointError(f"the gradient of parameter {i} is {p._grad!r}")
+    if not TYPE_CHECKING:  # compiled, views of the arrays' C doubles
+        m_of: cython.double[::1] = m
+        v_of: cython.double[::1] = v
+    else:  # (the type checker reads no C types)
+        m_of, v_of = m, v
     g: cython.double
     m_i: cython.double
     v_i: cython.double
@@ -900,10 +908,10 @@ def adam_update(
     for i in range(n):
         p = params[i]
         g = p._grad
-        m_i = beta1 * m[i] + (1 - beta1) * g
-        v_i = beta2 * v[i] + (1 - beta2) * g**2
-        m[i] = m_i
-        v[i] = v_i
+        m_i = beta1 * m_of[i] + (1 - beta1) * g
+        v_i = beta2 * v_of[i] + (1 - beta2) * g**2
+        m_of[i] = m_i
+        v_of[i] = v_i
         m_hat = m_i / bias1
         v_hat = v_i / bias2
         p._data -= lr_t * m_hat / (v_hat**0.5 + eps)

@@ -7,6 +7,7 @@ and applied, then its gradient is reset to zero.
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
 from microgpt.backend import engine
@@ -47,8 +48,8 @@ class Adam:
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
-        self.m = [0.0] * len(params)  # first moment (mean of gradients)
-        self.v = [0.0] * len(params)  # second moment (mean of squared gradients)
+        self.m = zeros(len(params))  # first moment (mean of gradients)
+        self.v = zeros(len(params))  # second moment (mean of squared gradients)
 
     def step(self, step: int, lr_t: float) -> None:
         """Apply the update of (0-based) `step` with learning rate `lr_t`.
@@ -64,6 +65,11 @@ class Adam:
         adam_update(
             self.params, self.m, self.v, lr_t, self.beta1, self.beta2, self.eps, bias1, bias2
         )
+
+
+def zeros(n: int) -> array[float]:
+    """n float64 zeros: Adam's moments are C doubles, not Python floats."""
+    return array("d", bytes(8 * n))
 
 
 def linear_decay(lr: float, step: int, num_steps: int) -> float:
