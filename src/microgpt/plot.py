@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from microgpt.console import Console
 from microgpt.errors import UsageError
+from microgpt.limits import Limits
 from microgpt.runlog import MEAN_WINDOW, RunLog, differing_settings, read_log
-from microgpt.settings import POSITIVE_INT
+from microgpt.settings import POSITIVE_INT, add_flags
 
 if TYPE_CHECKING:  # matplotlib is optional: only the type checker imports it here
     from matplotlib.axes import Axes
@@ -268,6 +269,7 @@ def add_parser(subparsers: Any) -> None:
     )
     loss.add_argument("logs", nargs="+", metavar="LOG", help="JSON Lines logs")
     loss.add_argument("-o", "--output", required=True, metavar="FILE.png", help="the picture")
+    add_flags(loss, Limits, only=("max_data_size",))
     loss.add_argument(
         "--window",
         type=POSITIVE_INT.parse,
@@ -290,7 +292,8 @@ def add_parser(subparsers: Any) -> None:
 def cmd_loss(args: argparse.Namespace, console: Console) -> int:
     require_matplotlib()
     check_output(args.output)
-    fig = loss_figure([read_log(path) for path in args.logs], window=args.window)
+    logs = [read_log(path, args.max_data_size) for path in args.logs]
+    fig = loss_figure(logs, window=args.window)
     save_figure(fig, args.output)
     console.message(f"wrote {args.output}")
     return 0

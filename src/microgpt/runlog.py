@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from microgpt.errors import UsageError
-from microgpt.files import check_output, kind_of, show
+from microgpt.files import check_output, kind_of, read_capped, show
+from microgpt.limits import Limits
 
 LOG_FORMAT = "microgpt-log"
 MAX_LINE = 1 << 16  # no record of ours is near this long
@@ -150,6 +151,7 @@ def _bytes_through(fd: int, last_step: int) -> int:
 
 # --- reading a log ---------------------------------------------------------------
 
+DEFAULT_MAX_SIZE = Limits().max_data_size
 # The progress line's and the sweep's "mean loss": the last this many steps.
 MEAN_WINDOW = 100
 
@@ -191,20 +193,15 @@ class RunLog:
         return self.val_losses[-1] if self.val_losses else None
 
 
-def read_log(path: str | Path) -> RunLog:
-    """Read a log; a missing or malformed file is a one-line UsageError."""
+def read_log(path: str | Path, cap: int = DEFAULT_MAX_SIZE) -> RunLog:
+    """Read a log of at most `cap` bytes (`--max-data-size`); a missing,
+    oversized or malformed file is a one-line UsageError."""
     log = RunLog(str(path))
+    raw = read_capped(path, cap, "log", "--max-data-size")
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except FileNotFoundError:
-        raise UsageError(f"log not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a log") from None
+        lines = raw.decode("utf-8").splitlines(keepends=True)
     except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a microgpt log (not UTF-8 text)") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read log {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"{show(path)}: not a microgpt log (not UTF-8 text)") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
