@@ -46,7 +46,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +125,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     specs = plan(grid, fixed, folder)
     prepare(folder, specs)
     with executor_for(args) as (executor, where):
-        return Sweep(folder, specs).run(executor, where)
+        return Sweep(folder, specs, console).run(executor, where)
 
 
 def parse_grid(
@@ -349,7 +349,9 @@ def _last_line(path: Path) -> str:
 class Sweep:
     """Runs what is left of a sweep, then reports on all of it."""
 
-    def __init__(self, folder: Path, specs: list[RunSpec]) -> None:
+    def __init__(self, folder: Path, specs: list[RunSpec], console: Console) -> None:
+        self.console = console
+        self.say = console.message  # progress and notes: stderr
         self.folder = folder
         self.specs = specs
         self.failed: list[str] = []
@@ -359,11 +361,10 @@ class Sweep:
         todo = [(spec, progress(spec)) for spec in self.specs]
         todo = [(spec, p) for spec, p in todo if p is None or p[0] < p[1]]
         resumed = sum(p is not None for _, p in todo)
-        print(
+        self.say(
             f"sweep: {len(self.specs)} runs of microgpt train in {self.folder}: "
             f"{len(self.specs) - len(todo)} finished before, {resumed} to resume, "
-            f"{len(todo) - resumed} to start; {where}",
-            file=sys.stderr,
+            f"{len(todo) - resumed} to start; {where}"
         )
         futures: dict[cf.Future[Outcome], RunSpec] = {}
         with self._stop_on_signals():
@@ -400,10 +401,10 @@ class Sweep:
             outcome = future.result()
         except Exception as exc:  # e.g. a cluster worker died: the run is not lost
             self.failed.append(spec.name)
-            print(f"{counter} {spec.name}: failed to run: {exc}", file=sys.stderr)
+            self.say(f"{counter} {spec.name}: failed to run: {exc}")
             return
         if outcome.returncode is None:
-            print(f"{counter} {spec.name}: not started (stopping)", file=sys.stderr)
+            self.say(f"{counter} {spec.name}: not started (stopping)")
             return
         record = _read_run_record(spec) or {"train_flags": spec.flags, "seconds": 0.0}
         record["seconds"] = record.get("seconds", 0.0) + outcome.seconds
@@ -412,20 +413,17 @@ class Sweep:
         at = progress(spec)
         if outcome.returncode == 0 and at is not None and at[0] == at[1]:
             log = read_log(spec.log)
-            print(
+            self.say(
                 f"{counter} {spec.name}: done in {record['seconds']:.1f}s, loss "
                 f"{log.final_loss():.4f}, mean of the last {min(MEAN_WINDOW, len(log.losses))} "
-                f"steps {log.mean_loss():.4f}",
-                file=sys.stderr,
+                f"steps {log.mean_loss():.4f}"
             )
         elif self.stopped_by is not None and at is not None:
-            print(f"{counter} {spec.name}: stopped, saved at step {at[0]}/{at[1]}", file=sys.stderr)
+            self.say(f"{counter} {spec.name}: stopped, saved at step {at[0]}/{at[1]}")
         else:
             self.failed.append(spec.name)
             status = outcome.returncode
-            print(
-                f"{counter} {spec.name}: failed (exit {status}): {outcome.error}", file=sys.stderr
-            )
+            self.say(f"{counter} {spec.name}: failed (exit {status}): {outcome.error}")
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
@@ -434,7 +432,7 @@ class Sweep:
                 raise KeyboardInterrupt
             self.stopped_by = signum
             (self.folder / STOP_FILE).touch()
-            print("sweep: stopping; running runs save their checkpoints", file=sys.stderr)
+            self.say("sweep: stopping; running runs save their checkpoints")
 
         previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -447,23 +445,21 @@ class Sweep:
         """results.csv, the table, the picture; the exit status."""
         rows = [row for spec in self.specs if (row := self._row(spec)) is not None]
         write_results(self.folder / "results.csv", self.specs[0].values, rows)
-        print(markdown_table(rows))
-        _plot(
-            self.folder / "loss.png", [s for s in self.specs if s.name in {r["run"] for r in rows}]
-        )
+        for line in markdown_table(rows).splitlines():
+            self.console.result(line)
+        finished = [s for s in self.specs if s.name in {r["run"] for r in rows}]
+        _plot(self.folder / "loss.png", finished, self.say)
         unfinished = len(self.specs) - len(rows)
         if self.stopped_by is not None:
-            print(
+            self.say(
                 f"sweep: stopped with {unfinished} runs unfinished; run the same "
-                f"command again to continue",
-                file=sys.stderr,
+                f"command again to continue"
             )
             return 128 + self.stopped_by
         if self.failed:
-            print(
+            self.say(
                 f"sweep: {len(self.failed)} of {len(self.specs)} runs failed "
-                f"({', '.join(self.failed)}); see their stderr.txt",
-                file=sys.stderr,
+                f"({', '.join(self.failed)}); see their stderr.txt"
             )
             return 1
         return 0
@@ -521,18 +517,18 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return f"runs sorted by {key}:\n" + "\n".join(lines)
 
 
-def _plot(path: Path, specs: list[RunSpec]) -> None:
+def _plot(path: Path, specs: list[RunSpec], say: Callable[[str], None]) -> None:
     """The runs' loss curves, when the plot extra is installed."""
     try:
         plot.require_matplotlib()
     except UsageError:
-        print(f"(no loss.png: {plot.INSTALL_HINT} to draw it)", file=sys.stderr)
+        say(f"(no loss.png: {plot.INSTALL_HINT} to draw it)")
         return
     if not specs:
         return
     logs: list[RunLog] = [read_log(spec.log) for spec in specs]
     plot.save_figure(plot.loss_figure(logs, [spec.label for spec in specs]), path, "--out")
-    print(f"wrote {path}", file=sys.stderr)
+    say(f"wrote {path}")
 
 
 # --- executors -------------------------------------------------------------------------
