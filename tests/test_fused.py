@@ -176,3 +176,14 @@ def test_no_grad_nests() -> None:
         assert (x * x).children == ()
     assert (x * x).children == (x, x)
     assert microgpt.no_grad is engine.no_grad
+
+
+def test_a_deep_chain_of_fused_nodes_backpropagates_and_frees() -> None:
+    # dot and sum nodes hold their operands in a list: freeing a long chain of
+    # them must not recurse in C (compiled), and the traversal has no depth limit.
+    x, y = Value(1.0), Value(0.5)
+    for i in range(200_000):
+        x = engine.vsum([x, y]) if i % 2 else engine.dot([x], [y])
+    x.backward()
+    assert y.grad > 0 and x.grad == 1.0
+    del x  # would overflow the C stack if freed recursively
