@@ -19,12 +19,16 @@ from microgpt.settings import Rule, check_settings, format_size, setting
 MiB = 2**20
 SIZE = Rule("size", low=1)
 
-# Bytes per weight while training: the Value (80 compiled, 104 pure), its slot
-# in the parameter list, Adam's two moments (float objects in lists), and the
-# copies a checkpoint save makes (the numbers and their JSON text).
+# Bytes per weight while training: the Value (104 compiled, 120 pure, with
+# its float objects interpreted), its slot in the parameter list, Adam's two
+# moments (C doubles), and the copies a checkpoint save makes (the numbers and
+# their JSON text).
 BYTES_PER_PARAMETER = 400
-# Bytes per node of a step's graph (the Value and the allocator's rounding).
-BYTES_PER_NODE = 96 if COMPILED else 128
+# A step's graph: a term of a dot or sum node holds two operand references and
+# two local gradients (C doubles compiled; float objects, and the lists that
+# build them, interpreted); any other node is one Value.
+BYTES_PER_TERM = 48 if COMPILED else 80
+BYTES_PER_NODE = 128 if COMPILED else 192
 BASELINE_BYTES = 64 * MiB  # the interpreter, the data and the rest
 # A download deadline beyond a day is no deadline (and beyond ~292 years no
 # timeout a thread can wait for).
@@ -68,18 +72,19 @@ def physical_memory() -> int:
         return 2**44
 
 
-def graph_nodes(config: GPTConfig, positions: int) -> int:
-    """An upper estimate of the nodes in one step's graph over `positions` tokens.
+def graph_size(config: GPTConfig, positions: int) -> tuple[int, int]:
+    """An upper estimate of one step's graph over `positions` tokens: the
+    terms of its dot and sum nodes, and its other nodes.
 
-    Each weight is used once per position by a multiply and an add; attention
-    adds a dot product per pair of positions and a weighted sum per head
-    dimension; the rest (norms, softmaxes, residuals) is linear in the width.
+    Each weight is one term per position; attention adds a term per pair of
+    positions and head dimension, twice (scores and weighted values); the
+    rest (norms, softmaxes, residuals, one node per dot) is linear in the width.
     """
     c, n = config, positions
-    per_position = 2 * (c.n_layer * 12 * c.n_embd * c.n_embd + c.vocab_size * c.n_embd)
-    attention = 2 * c.n_layer * c.n_embd * n * (n + 1)
-    rest = n * 40 * (c.n_layer * 4 * c.n_embd + c.vocab_size)
-    return n * per_position + attention + rest
+    terms = n * (c.n_layer * 12 * c.n_embd * c.n_embd + c.vocab_size * c.n_embd)
+    terms += c.n_layer * c.n_embd * n * (n + 1)
+    nodes = n * 40 * (c.n_layer * 4 * c.n_embd + c.vocab_size)
+    return terms, nodes
 
 
 def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
@@ -87,10 +92,12 @@ def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
     alone. `positions` is the longest sequence a step sees (default: the
     whole context)."""
     n = config.block_size if positions is None else min(positions, config.block_size)
+    terms, nodes = graph_size(config, n)
     return (
         BASELINE_BYTES
         + BYTES_PER_PARAMETER * parameter_count(config)
-        + BYTES_PER_NODE * graph_nodes(config, n)
+        + BYTES_PER_TERM * terms
+        + BYTES_PER_NODE * nodes
     )
 
 
