@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from microgpt.backend import engine
+from microgpt import no_grad
 from microgpt.data import Tokenizer
 from microgpt.errors import UsageError
 from microgpt.nn import GPT, softmax
@@ -35,9 +35,6 @@ class SampleConfig:
 
 class SamplingFailed(Exception):
     """The model's probabilities are not finite numbers (its weights are out of range)."""
-
-
-no_grad = engine.no_grad
 
 
 def check_temperature(temperature: float) -> None:
