@@ -185,9 +185,10 @@ class Value:
 
     @property
     def children(self) -> tuple[Value, ...]:
-        """The nodes this one was computed from, in order."""
-        if self._operands is not None:
-            return tuple(self._operands)
+        """The nodes this one was computed from, in order (a dot node's are
+        w0, x0, w1, x1, ...)."""
+        if self._left is not None:
+            return tuple(_operand(self, k) for k in range(_operand_count(self)))
         if self._child1 is None:
             return ()
         if self._child2 is None:
@@ -197,8 +198,8 @@ class Value:
     @property
     def local_grads(self) -> tuple[float, ...]:
         """d(self)/d(child) for each child, in order, as of the forward pass."""
-        if self._operands is not None:
-            return tuple([self._operand_grads[k] for k in range(len(self._operands))])
+        if self._left is not None:
+            return tuple(_operand_grad(self, k) for k in range(_operand_count(self)))
         if self._child1 is None:
             return ()
         if self._child2 is None:
@@ -225,8 +226,9 @@ class Value:
         _child2: Value | None  # its second child (None for fewer than two)
         _local1: cython.double  # d(self)/d(_child1)
         _local2: cython.double  # d(self)/d(_child2)
-        _operands: list[Value] | None  # a dot or sum node's children (None otherwise)
-        _operand_grads: cython.p_double  # d(self)/d(operand), one per operand
+        _left: tuple[Value, ...] | None  # a dot node's w_i, a sum node's v_i (None otherwise)
+        _right: _Inputs | None  # a dot node's x_i (None for a sum)
+        _term_grads: cython.p_double  # d(self)/d(w_i) at i, d(self)/d(x_i) at n + i (dot)
         _visited: cython.longlong  # the traversal that last reached this node
         _cursor: cython.Py_ssize_t  # the next child that traversal looks at
         _op: cython.uchar  # the op that made this node: an index into OP_NAMES
@@ -238,8 +240,9 @@ class Value:
             "_child2",
             "_local1",
             "_local2",
-            "_operands",
-            "_operand_grads",
+            "_left",
+            "_right",
+            "_term_grads",
             "_visited",
             "_cursor",
             "_op",
@@ -256,22 +259,26 @@ class Value:
         # children are parked in a list and freed by the outermost call, one
         # level at a time. (Interpreted, CPython's own "trashcan" does this.)
         global _free_depth
-        _free_doubles(self._operand_grads)
+        _free_doubles(self._term_grads)
         child1: object = self._child1
         child2: object = self._child2
-        operands: object = self._operands
+        left: object = self._left
+        right: object = self._right
         self._child1 = None
         self._child2 = None
-        self._operands = None
+        self._left = None
+        self._right = None
         if _free_depth >= _MAX_FREE_DEPTH:
             _pending_free.append(child1)
             _pending_free.append(child2)
-            _pending_free.append(operands)
+            _pending_free.append(left)
+            _pending_free.append(right)
             return
         _free_depth += 1
         child1 = None  # frees the child here if this was its last reference
         child2 = None
-        operands = None
+        left = None
+        right = None
         _free_depth -= 1
         if _free_depth == 0:
             while _pending_free:
@@ -281,11 +288,6 @@ class Value:
 
 
 if cython.compiled:  # C-level memory and list access for dot and sum nodes
-    from cython.cimports.cpython.list import (
-        PyList_GET_ITEM,
-        PyList_New,
-        PyList_SET_ITEM,
-    )
     from cython.cimports.cpython.mem import (
         PyMem_Free,
         PyMem_Malloc,
@@ -295,7 +297,7 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
         PyObject,
         PyTypeObject,
     )
-    from cython.cimports.cpython.ref import Py_INCREF
+    from cython.cimports.cpython.tuple import PyTuple_GET_ITEM
 
     _VALUE_TYPE = cython.declare(
         cython.pointer[PyTypeObject], cython.cast(cython.pointer[PyTypeObject], Value)
@@ -357,15 +359,14 @@ def _set_fields(
     local2: cython.double,
 ) -> Value:
     """The one place that sets a node's fields (a dot or sum node then gets
-    its operands from `_fused`)."""
+    its terms from `_fused`)."""
     node._data = data
     node._grad = 0.0
     node._child1 = child1
     node._local1 = local1
     node._child2 = child2
     node._local2 = local2
-    node._operands = None
-    node._operand_grads = cython.NULL
+    node._left = None
     node._op = op
     node._visited = 0
     node._cursor = 0
@@ -437,7 +438,7 @@ def _sigmoid(x: cython.double) -> cython.double:
     return e / (1.0 + e)
 
 
-# --- dot and sum: one node for a whole sum of terms ---------------------------------
+# --- dot, sum and linear: one node for a whole sum of terms --------------------------
 
 
 def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
@@ -450,118 +451,203 @@ def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     `_depth_first` puts this node where that chain's nodes were: hence the
     same gradients bit for bit, from one node instead of 2n.
     """
-    w_list: list[Value] = ws if type(ws) is list else list(ws)
-    x_list: list[Value] = xs if type(xs) is list else list(xs)
-    n: cython.Py_ssize_t = len(w_list)
-    if len(x_list) != n:
-        raise ValueError(f"dot() of vectors of different lengths ({n} and {len(x_list)})")
-    if n == 0:
-        raise ValueError("dot() of empty vectors")
+    inputs: _Inputs = _inputs(xs, "dot")
     try:
-        return _dot(w_list, x_list, n)
+        return _dot_row(_row(ws, inputs, "dot"), inputs)
     except (AttributeError, TypeError):  # raised by an item that is not a Value
-        _check_values(w_list + x_list, "dot")
+        _check_values(tuple(ws) + inputs.items, "dot")
+        raise
+
+
+def linear(x: Sequence[Value], w: Sequence[Sequence[Value]]) -> list[Value]:
+    """w @ x: `[dot(row, x) for row in w]`, node for node. The rows share
+    one copy of x, so the traversal can pass over it once it is reached."""
+    inputs: _Inputs = _inputs(x, "linear")
+    try:
+        return [_dot_row(_row(row, inputs, "linear"), inputs) for row in w]
+    except (AttributeError, TypeError):
+        _check_values([wi for row in w for wi in row] + list(inputs.items), "linear")
         raise
 
 
 def vsum(values: Sequence[Value]) -> Value:
     """`sum(values)` as one node: the same running sum from 0, and the same
     gradients as the chain of + nodes Python's sum() would build (see `dot`)."""
-    vs: list[Value] = list(values)  # a copy: the node keeps it
-    n: cython.Py_ssize_t = len(vs)
-    if n == 0:
+    vs: tuple[Value, ...] = tuple(values)  # a copy (unless a tuple): the node keeps it
+    if not vs:
         raise ValueError("vsum() of an empty list")
     try:
-        return _vsum(vs, n)
+        return _vsum(vs)
     except (AttributeError, TypeError):
         _check_values(vs, "vsum")
         raise
 
 
+@cython.final
+@cython.no_gc
+@cython.cclass
+class _Inputs:
+    """The x of a dot node; the rows of a `linear` share one. `visited` is the
+    last traversal that found all of it reached, so that the next row can
+    pass over it at once."""
+
+    if cython.compiled:
+        items: tuple[Value, ...]
+        data: cython.p_double  # the values of the items, read once
+        visited: cython.longlong
+    else:
+        __slots__ = ("items", "data", "visited")
+
+    def __init__(self, items: tuple[Value, ...]) -> None:
+        self.items = items
+        self.visited = 0
+        if not cython.compiled:
+            self.data = list(map(_data_of, items))
+            return
+        n: cython.Py_ssize_t = len(items)
+        if not _all_values(items, n):
+            raise TypeError()
+        self.data = _new_doubles(n)
+        i: cython.Py_ssize_t
+        for i in range(n):
+            self.data[i] = _data_at(items, i)
+
+    def __dealloc__(self) -> None:  # compiled only
+        _free_doubles(self.data)
+
+
+def _inputs(x: Sequence[Value], name: str) -> _Inputs:
+    items: tuple[Value, ...] = tuple(x)  # a copy (unless a tuple): the nodes keep it
+    if not items:
+        raise ValueError(f"{name}() of empty vectors")
+    try:
+        return _Inputs(items)
+    except (AttributeError, TypeError):  # raised by an item that is not a Value
+        _check_values(items, name)
+        raise
+
+
 @cython.cfunc
-def _dot(ws: list[Value], xs: list[Value], n: cython.Py_ssize_t) -> Value:
-    if not cython.compiled:  # interpreted, the loops run in C through map()
-        w_data = list(map(_data_of, ws))
-        x_data = list(map(_data_of, xs))
-        total = functools.reduce(operator.add, map(operator.mul, w_data, x_data), 0.0)
+def _row(w: Sequence[Value], inputs: _Inputs, name: str) -> tuple[Value, ...]:
+    row: tuple[Value, ...] = tuple(w)  # a copy (unless a tuple): the node keeps it
+    if len(row) != len(inputs.items):
+        raise ValueError(
+            f"{name}() of vectors of different lengths ({len(row)} and {len(inputs.items)})"
+        )
+    return row
+
+
+@cython.cfunc
+def _dot_row(ws: tuple[Value, ...], inputs: _Inputs) -> Value:
+    """One dot node, sum(w_i * x_i), given its w and shared x."""
+    x_data: cython.p_double = inputs.data
+    if not cython.compiled:
+        w_data = [w._data for w in ws]
+        total = 0.0
+        for w_i, x_i in zip(w_data, x_data):
+            total += w_i * x_i
         if not _recording:
             return _constant(total)
-        operands = ws + xs
-        operands[0::2] = ws  # w0, x0, w1, x1, ...
-        operands[1::2] = xs
-        local_grads = w_data + x_data
-        local_grads[0::2] = x_data  # d(w*x)/dw
-        local_grads[1::2] = w_data  # d(w*x)/dx
-        return _fused(DOT, total, operands, local_grads)
+        return _fused(total, ws, inputs, x_data + w_data)
     # compiled: the same float operations, in one loop over C doubles, which
-    # reads the lists through borrowed references once they are checked
-    if not (_all_values(ws, n) and _all_values(xs, n)):
+    # reads the checked tuple through borrowed references
+    n: cython.Py_ssize_t = len(ws)
+    if not _all_values(ws, n):
         raise TypeError()
     i: cython.Py_ssize_t
     w: cython.pointer[PyObject]
-    x: cython.pointer[PyObject]
     sum_: cython.double = 0.0
     if not _recording:
         for i in range(n):
-            w = PyList_GET_ITEM(ws, i)
-            x = PyList_GET_ITEM(xs, i)
-            sum_ += cython.cast(Value, w)._data * cython.cast(Value, x)._data
+            sum_ += _data_at(ws, i) * x_data[i]
         return _constant(sum_)
-    children: list[Value] = PyList_New(2 * n)
     grads: cython.p_double = _new_doubles(2 * n)
     for i in range(n):
-        w = PyList_GET_ITEM(ws, i)
-        x = PyList_GET_ITEM(xs, i)
+        w = PyTuple_GET_ITEM(ws, i)
         # -ffp-contract=off: never one fused multiply-add
-        sum_ += cython.cast(Value, w)._data * cython.cast(Value, x)._data
-        grads[2 * i] = cython.cast(Value, x)._data
-        grads[2 * i + 1] = cython.cast(Value, w)._data
-        Py_INCREF(cython.cast(object, w))  # the new list's slots are empty
-        PyList_SET_ITEM(children, 2 * i, cython.cast(object, w))
-        Py_INCREF(cython.cast(object, x))
-        PyList_SET_ITEM(children, 2 * i + 1, cython.cast(object, x))
-    return _fused(DOT, sum_, children, grads)
+        sum_ += cython.cast(Value, w)._data * x_data[i]
+        grads[i] = x_data[i]  # d(w*x)/dw
+        grads[n + i] = cython.cast(Value, w)._data  # d(w*x)/dx
+    return _fused(sum_, ws, inputs, grads)
 
 
 @cython.cfunc
 @cython.inline
-def _all_values(items: list[Value], n: cython.Py_ssize_t) -> cython.bint:
+def _data_at(items: tuple[Value, ...], i: cython.Py_ssize_t) -> cython.double:
+    """Compiled: items[i]._data, through a borrowed reference."""
+    data: cython.double = cython.cast(Value, PyTuple_GET_ITEM(items, i))._data
+    return data
+
+
+@cython.cfunc
+@cython.inline
+def _all_values(items: tuple[Value, ...], n: cython.Py_ssize_t) -> cython.bint:
     """Compiled: whether the first n items are all Values (None is not)."""
     i: cython.Py_ssize_t
     for i in range(n):
-        if Py_TYPE(cython.cast(object, PyList_GET_ITEM(items, i))) != _VALUE_TYPE:
+        if Py_TYPE(cython.cast(object, PyTuple_GET_ITEM(items, i))) != _VALUE_TYPE:
             return False
     return True
 
 
 @cython.cfunc
-def _vsum(vs: list[Value], n: cython.Py_ssize_t) -> Value:
+def _vsum(vs: tuple[Value, ...]) -> Value:
     if not cython.compiled:
         total = functools.reduce(operator.add, map(_data_of, vs), 0.0)
-        return _fused(SUM, total, vs, [1.0] * n) if _recording else _constant(total)
+        return _fused(total, vs, None, cython.NULL) if _recording else _constant(total)
+    n: cython.Py_ssize_t = len(vs)
     if not _all_values(vs, n):
         raise TypeError()
     i: cython.Py_ssize_t
     sum_: cython.double = 0.0
     for i in range(n):
-        sum_ += cython.cast(Value, PyList_GET_ITEM(vs, i))._data
+        sum_ += _data_at(vs, i)
     if not _recording:
         return _constant(sum_)
-    grads: cython.p_double = _new_doubles(n)
-    for i in range(n):
-        grads[i] = 1.0
-    return _fused(SUM, sum_, vs, grads)
+    return _fused(sum_, vs, None, cython.NULL)
 
 
 @cython.cfunc
 def _fused(
-    op: cython.uchar, data: cython.double, operands: list[Value], grads: cython.p_double
+    data: cython.double,
+    left: tuple[Value, ...],
+    right: _Inputs | None,
+    grads: cython.p_double,
 ) -> Value:
+    """A dot node (with `right`) or a sum node (without; each local gradient is 1)."""
     node: Value = Value.__new__(Value)
-    _set_fields(node, data, op, None, 0.0, None, 0.0)
-    node._operands = operands
-    node._operand_grads = grads
+    _set_fields(node, data, SUM if right is None else DOT, None, 0.0, None, 0.0)
+    node._left = left
+    node._right = right
+    node._term_grads = grads
     return node
+
+
+@cython.cfunc
+@cython.inline
+def _operand_count(node: Value) -> cython.Py_ssize_t:
+    """A dot or sum node's number of children: two per term of a dot."""
+    n: cython.Py_ssize_t = len(node._left)  # type: ignore[arg-type]
+    return n if node._right is None else 2 * n
+
+
+@cython.cfunc
+@cython.inline
+def _operand(node: Value, k: cython.Py_ssize_t) -> Value:
+    """A dot or sum node's child k: w_(k/2) or x_(k/2) of a dot, v_k of a sum."""
+    if node._right is None:
+        return node._left[k]  # type: ignore[index]
+    if k % 2 == 1:
+        return node._right.items[k // 2]
+    return node._left[k // 2]  # type: ignore[index]
+
+
+def _operand_grad(node: Value, k: cython.Py_ssize_t) -> float:
+    """d(node)/d(child k) of a dot or sum node."""
+    if node._right is None:
+        return 1.0
+    n: cython.Py_ssize_t = len(node._left)  # type: ignore[arg-type]
+    return node._term_grads[k // 2 if k % 2 == 0 else n + k // 2]
 
 
 @cython.cfunc
@@ -610,7 +696,7 @@ def _depth_first(root: Value, order: list[Value], run_starts: list[int] | None) 
     node._visited = mark
     node._cursor = 0
     while True:
-        if node._operands is None:
+        if node._left is None:
             child = _next_child(node, mark)
         else:
             child = _next_operand(node, mark, order, run_starts)
@@ -655,13 +741,19 @@ def _next_operand(
 ) -> Value | None:
     """`_next_child` of a dot or sum node; the terms whose operands are all
     done by then are scheduled, as one run."""
-    operands: list[Value] = node._operands  # type: ignore[assignment]
-    n: cython.Py_ssize_t = len(operands)
-    term_size: cython.Py_ssize_t = 2 if node._op == DOT else 1  # w_i and x_i, or v_i
+    n: cython.Py_ssize_t = _operand_count(node)
+    term_size: cython.Py_ssize_t = 1 if node._right is None else 2  # v_i, or w_i and x_i
     start: cython.Py_ssize_t = node._cursor
-    j: cython.Py_ssize_t = _skip_reached_operands(
-        operands, start, n, mark, order, run_starts is None
-    )
+    j: cython.Py_ssize_t
+    if (
+        start == 0
+        and run_starts is not None
+        and node._right is not None
+        and node._right.visited == mark
+    ):
+        j = _skip_reached_weights(node, mark)  # x was all reached through a sibling row
+    else:
+        j = _skip_reached_operands(node, start, n, mark, order, run_starts is None)
     if run_starts is not None:
         # the first term that ends at or after `start`, if it ends by j
         end: cython.Py_ssize_t = max(start, term_size)
@@ -670,30 +762,36 @@ def _next_operand(
             _schedule_term(node, end // term_size - 1, order, run_starts)
     if j == n:
         node._cursor = n
+        if node._right is not None:
+            node._right.visited = mark
         return None
     node._cursor = j + 1
-    return operands[j]
+    return _operand(node, j)
 
 
 @cython.cfunc
 @cython.inline
 def _skip_reached_operands(
-    operands: list[Value],
+    node: Value,
     start: cython.Py_ssize_t,
     n: cython.Py_ssize_t,
     mark: cython.longlong,
     order: list[Value],
     keep_leaves: cython.bint,
 ) -> cython.Py_ssize_t:
-    """The first operand from `start` on that the search must go down into (n if
-    none): operands reached before are passed over, and leaves are reached on
+    """The first child from `start` on that the search must go down into (n if
+    none): children reached before are passed over, and leaves are reached on
     the way, since nothing lies below them (listed in `order` if keep_leaves)."""
+    left: tuple[Value, ...] = node._left  # type: ignore[assignment]
+    right: tuple[Value, ...] = left if node._right is None else node._right.items
+    shift: cython.Py_ssize_t = 0 if node._right is None else 1  # child k is term k >> shift
+    k: cython.Py_ssize_t
     if not cython.compiled:
-        for j in range(start, n):
-            child = operands[j]
+        for k in range(start, n):
+            child = right[k >> 1] if k & shift else left[k >> shift]
             if child._visited != mark:
-                if child._child1 is not None or child._operands is not None:
-                    return j
+                if child._child1 is not None or child._left is not None:
+                    return k
                 child._visited = mark
                 if keep_leaves:
                     order.append(child)
@@ -701,20 +799,44 @@ def _skip_reached_operands(
     # compiled: the same loop over borrowed references, which it reads and
     # marks without touching their reference counts
     item: cython.pointer[PyObject]
-    i: cython.Py_ssize_t = start
-    while i < n:
-        item = PyList_GET_ITEM(operands, i)
+    k = start
+    while k < n:
+        item = PyTuple_GET_ITEM(right, k >> 1) if k & shift else PyTuple_GET_ITEM(left, k >> shift)
         if cython.cast(Value, item)._visited != mark:
             if (
                 cython.cast(Value, item)._child1 is not None
-                or cython.cast(Value, item)._operands is not None
+                or cython.cast(Value, item)._left is not None
             ):
                 break
             cython.cast(Value, item)._visited = mark
             if keep_leaves:
                 order.append(cython.cast(Value, item))
-        i += 1
-    return i
+        k += 1
+    return k
+
+
+@cython.cfunc
+@cython.inline
+def _skip_reached_weights(node: Value, mark: cython.longlong) -> cython.Py_ssize_t:
+    """`_skip_reached_operands` from 0 of a dot node whose x is all reached:
+    only its w_i can need going into (and leaves need no mark to be skipped)."""
+    ws: tuple[Value, ...] = node._left  # type: ignore[assignment]
+    n: cython.Py_ssize_t = len(ws)
+    if not cython.compiled:
+        for i in range(n):
+            w = ws[i]
+            if w._visited != mark and (w._child1 is not None or w._left is not None):
+                return 2 * i
+        return 2 * n
+    w_: cython.pointer[PyObject]
+    i_: cython.Py_ssize_t
+    for i_ in range(n):  # compiled: over borrowed references
+        w_ = PyTuple_GET_ITEM(ws, i_)
+        if cython.cast(Value, w_)._visited != mark and (
+            cython.cast(Value, w_)._child1 is not None or cython.cast(Value, w_)._left is not None
+        ):
+            return 2 * i_
+    return 2 * n
 
 
 @cython.cfunc
@@ -741,48 +863,71 @@ def _backward_schedule(root: Value) -> tuple[list[Value], list[int]]:
 def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
     """The chain rule over the schedule, parents first (see backward())."""
     i: cython.Py_ssize_t
-    start: cython.Py_ssize_t
+    first: cython.Py_ssize_t
     node: Value
     g: cython.double
     for i in range(len(order) - 1, -1, -1):
         node = order[i]
         g = node._grad
-        if node._operands is None:
+        if node._left is None:
             node._child1._grad += node._local1 * g  # type: ignore[union-attr]
             if node._child2 is not None:
                 node._child2._grad += node._local2 * g
             continue
-        # A run of terms, last term first, as the chain's nodes came in reverse.
-        # Within a term the two operands are two different nodes, or the same
-        # node given the same amount twice: their order does not matter.
-        operands: list[Value] = node._operands
-        grads: cython.p_double = node._operand_grads
-        start = run_starts.pop() * (2 if node._op == DOT else 1)
-        _pass_to_operands(operands, grads, start, node._cursor, g)
-        node._cursor = start
+        # A run of terms, last term first, as the chain's nodes came in reverse;
+        # the node's cursor is where the run after this one started.
+        first = run_starts.pop()
+        if node._right is None:
+            _pass_to_sum_terms(node._left, first, node._cursor, g)
+            node._cursor = first
+        else:
+            _pass_to_dot_terms(node, first, node._cursor // 2, g)
+            node._cursor = 2 * first
 
 
 @cython.cfunc
 @cython.inline
-def _pass_to_operands(
-    operands: list[Value],
-    grads: cython.p_double,
-    start: cython.Py_ssize_t,
-    end: cython.Py_ssize_t,
-    g: cython.double,
+def _pass_to_sum_terms(
+    vs: tuple[Value, ...], first: cython.Py_ssize_t, end: cython.Py_ssize_t, g: cython.double
 ) -> cython.void:
-    """child.grad += local * g for the operands of a run, last one first."""
+    """v.grad += 1.0 * g for v_first .. v_(end-1), last one first (1.0 * g is g)."""
     if not cython.compiled:
-        run = zip(reversed(operands[start:end]), reversed(grads[start:end]))
-        for child, local in run:
-            child._grad += local * g
+        for v in reversed(vs[first:end]):
+            v._grad += g
         return
-    # compiled: over borrowed references
     k: cython.Py_ssize_t
     item: cython.pointer[PyObject]
-    for k in range(end - 1, start - 1, -1):
-        item = PyList_GET_ITEM(operands, k)
-        cython.cast(Value, item)._grad = cython.cast(Value, item)._grad + grads[k] * g
+    for k in range(end - 1, first - 1, -1):  # compiled: over borrowed references
+        item = PyTuple_GET_ITEM(vs, k)
+        cython.cast(Value, item)._grad = cython.cast(Value, item)._grad + g
+
+
+@cython.cfunc
+@cython.inline
+def _pass_to_dot_terms(
+    node: Value, first: cython.Py_ssize_t, end: cython.Py_ssize_t, g: cython.double
+) -> cython.void:
+    """w.grad += x * g and x.grad += w * g (values at forward time) for the
+    terms first .. end-1, last one first. Within a term, w and x are two
+    different nodes, or one node given the same amount twice: their order
+    does not matter."""
+    ws: tuple[Value, ...] = node._left  # type: ignore[assignment]
+    xs: tuple[Value, ...] = node._right.items  # type: ignore[union-attr]
+    grads: cython.p_double = node._term_grads
+    n: cython.Py_ssize_t = len(ws)
+    k: cython.Py_ssize_t
+    if not cython.compiled:
+        for k in range(end - 1, first - 1, -1):
+            xs[k]._grad += grads[n + k] * g
+            ws[k]._grad += grads[k] * g
+        return
+    x: cython.pointer[PyObject]
+    w: cython.pointer[PyObject]
+    for k in range(end - 1, first - 1, -1):  # compiled: over borrowed references
+        x = PyTuple_GET_ITEM(xs, k)
+        cython.cast(Value, x)._grad = cython.cast(Value, x)._grad + grads[n + k] * g
+        w = PyTuple_GET_ITEM(ws, k)
+        cython.cast(Value, w)._grad = cython.cast(Value, w)._grad + grads[k] * g
 
 
 # --- no_grad ----------------------------------------------------------------------

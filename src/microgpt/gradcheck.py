@@ -159,7 +159,7 @@ def gradcheck(
 
 
 def gradcheck_model(
-    state_dict: Mapping[str, list[list[Value]]],
+    state_dict: Mapping[str, Sequence[Sequence[Value]]],
     loss: Callable[[], Value],
     per_matrix: int = 2,
     seed: int = 0,

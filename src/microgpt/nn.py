@@ -20,14 +20,17 @@ from microgpt.settings import POSITIVE_INT, Rule, check_settings, from_dict, set
 if TYPE_CHECKING:  # the type checker reads engine.py; at run time the selected engine's
     from microgpt.engine import Value as Value
     from microgpt.engine import dot as dot
+    from microgpt.engine import linear as linear
     from microgpt.engine import vsum as vsum
 else:
     Value = engine.Value
     dot = engine.dot  # sum(w * x for w, x in zip(ws, xs)), node for node
+    linear = engine.linear  # w @ x: [dot(wo, x) for wo in w], node for node
     vsum = engine.vsum  # sum(vs), node for node
 
 Vector = list[Value]
-Matrix = list[Vector]  # rows of Value: weights are [n_out][n_in]
+Row = tuple[Value, ...]  # a row of weights: fixed once made, so a dot node can keep it as it is
+Matrix = list[Row]  # weights are [n_out][n_in]
 
 NORMS = ("rmsnorm", "layernorm")
 ACTIVATIONS = ("relu", "gelu")
@@ -110,11 +113,6 @@ def parameter_count(config: GPTConfig) -> int:
 # --- building blocks ---------------------------------------------------------
 
 
-def linear(x: Vector, w: Matrix) -> Vector:
-    """w @ x: for each row wo, sum(wi * xi for wi, xi in zip(wo, x)) (no bias)."""
-    return [dot(wo, x) for wo in w]
-
-
 def softmax(logits: Vector) -> Vector:
     """exp(l - max) / total; subtracting the max keeps exp() in range."""
     max_val = max(val.data for val in logits)
@@ -158,7 +156,9 @@ class GPT:
 
     def __init__(self, config: GPTConfig, rng: random.Random) -> None:
         def matrix(n_out: int, n_in: int) -> Matrix:
-            return [[Value(rng.gauss(0, INIT_STD)) for _ in range(n_in)] for _ in range(n_out)]
+            return [
+                tuple([Value(rng.gauss(0, INIT_STD)) for _ in range(n_in)]) for _ in range(n_out)
+            ]
 
         self._setup(config, {name: matrix(*shape) for name, shape in weight_shapes(config).items()})
 
@@ -168,7 +168,7 @@ class GPT:
         matrix in `weight_shapes` order."""
         model = cls.__new__(cls)
         state = {
-            name: [[Value(x) for x in row] for row in weights[name]]
+            name: [tuple([Value(x) for x in row]) for row in weights[name]]
             for name in weight_shapes(config)
         }
         model._setup(config, state)
