@@ -28,28 +28,43 @@ def random_program(rng: random.Random, n_leaves: int, n_ops: int) -> Program:
     Operands are drawn with repeats and often from the newest nodes, so that a
     node is reached for the first time between two terms of a dot or a sum,
     and gets gradient from several places: the cases where the order of
-    accumulation shows in the last bit.
+    accumulation shows in the last bit. A `linear` op makes one node per row,
+    its rows sharing one x; its weights are leaves or nodes.
     """
     program: Program = []
-    for i in range(n_ops):
-        size = n_leaves + i
+    size = n_leaves  # the nodes so far
+    for _ in range(n_ops):
 
         def pick(size: int = size) -> int:
             if rng.random() < 0.5:
                 return rng.randrange(size)
             return rng.randrange(max(0, size - 4), size)  # one of the newest nodes
 
-        kind = rng.choice(["dot", "dot", "sum", "sum", "add", "mul", "exp", "tanh", "pow", "relu"])
+        kind = rng.choice(
+            ["dot", "dot", "sum", "sum", "linear", "add", "mul", "exp", "tanh", "pow", "relu"]
+        )
         if kind in ("dot", "sum"):
             length = rng.randint(1, 6)
             program.append(
                 (kind, [pick() for _ in range(length * (2 if kind == "dot" else 1))], 0.0)
             )
+        elif kind == "linear":  # k is the length of x; then come the rows' weights
+            length, rows = rng.randint(1, 5), rng.randint(1, 4)
+            leaf_weights = rng.random() < 0.5
+            xs = [pick() for _ in range(length)]
+            ws = [rng.randrange(n_leaves) if leaf_weights else pick() for _ in range(rows * length)]
+            program.append((kind, xs + ws, float(length)))
+            size += rows - 1
         elif kind in ("add", "mul"):
             program.append((kind, [pick(), pick()], 0.0))
         else:
             program.append((kind, [pick()], rng.choice([2.0, -1.0, 0.5, 3.0])))
+        size += 1
     return program
+
+
+def explicit_dot(ws: Any, xs: Any) -> Any:
+    return sum(w * x for w, x in zip(ws, xs))
 
 
 def build(program: Program, leaves: list[Any], fused: bool) -> list[Any]:
@@ -58,7 +73,12 @@ def build(program: Program, leaves: list[Any], fused: bool) -> list[Any]:
         xs = [nodes[a] for a in args]
         if kind == "dot":
             ws, vs = xs[0::2], xs[1::2]
-            node = engine.dot(ws, vs) if fused else sum(w * v for w, v in zip(ws, vs))
+            node = engine.dot(ws, vs) if fused else explicit_dot(ws, vs)
+        elif kind == "linear":
+            x, weights = xs[: int(k)], xs[int(k) :]
+            rows = [weights[i : i + int(k)] for i in range(0, len(weights), int(k))]
+            nodes += engine.linear(x, rows) if fused else [explicit_dot(row, x) for row in rows]
+            continue
         elif kind == "sum":
             node = engine.vsum(xs) if fused else sum(xs)
         elif kind == "add":
@@ -126,6 +146,19 @@ def test_the_random_graphs_reach_nodes_between_two_terms() -> None:
 
     assert sum(first_reached_between_terms(seed) for seed in SEEDS) >= 50
 
+    # and linear ops of several rows whose weights include nodes, which the
+    # traversal must still go into after a first row has reached all of x
+    def linear_with_node_weights(seed: int) -> bool:
+        rng = random.Random(seed)
+        n_leaves = rng.randint(1, 5)
+        for kind, args, k in random_program(rng, n_leaves, rng.randint(1, 25)):
+            weights = args[int(k) :]
+            if kind == "linear" and len(weights) > k and max(weights) >= n_leaves:
+                return True
+        return False
+
+    assert sum(linear_with_node_weights(seed) for seed in SEEDS) >= 50
+
 
 def test_the_gpt_loss_gradients_match_the_explicit_chains() -> None:
     # The model's own graph: a training loss built with fused nodes, and the
@@ -135,19 +168,19 @@ def test_the_gpt_loss_gradients_match_the_explicit_chains() -> None:
 
     docs = ["emma", "olivia", "ava", "isabella", "sophia", "mia"]
 
-    def grads(dot: Callable[..., Any], vsum: Callable[..., Any]) -> list[float]:
-        saved = nn.dot, nn.vsum
-        nn.dot, nn.vsum = dot, vsum
+    def grads(dot: Callable[..., Any], vsum: Callable[..., Any], linear: Any) -> list[float]:
+        saved = nn.dot, nn.vsum, nn.linear
+        nn.dot, nn.vsum, nn.linear = dot, vsum, linear
         try:
             run = Run.start(docs, TrainConfig(seed=3), n_layer=2, n_embd=8, n_head=2)
             loss = run.loss("isabella")
             loss.backward()
             return [loss.data] + [p.grad for p in run.model.params]
         finally:
-            nn.dot, nn.vsum = saved
+            nn.dot, nn.vsum, nn.linear = saved
 
-    fused = grads(engine.dot, engine.vsum)
-    explicit = grads(lambda ws, xs: sum(w * x for w, x in zip(ws, xs)), lambda vs: sum(vs))
+    fused = grads(engine.dot, engine.vsum, engine.linear)
+    explicit = grads(explicit_dot, sum, lambda x, w: [explicit_dot(row, x) for row in w])
     assert fused == explicit
 
 
