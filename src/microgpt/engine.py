@@ -229,6 +229,7 @@ class Value:
         _left: tuple[Value, ...] | None  # a dot node's w_i, a sum node's v_i (None otherwise)
         _right: _Inputs | None  # a dot node's x_i (None for a sum)
         _term_grads: cython.p_double  # d(self)/d(w_i) at i, d(self)/d(x_i) at n + i (dot)
+        _left_leaves: cython.bint  # every w_i is known to be a leaf
         _visited: cython.longlong  # the traversal that last reached this node
         _cursor: cython.Py_ssize_t  # the next child that traversal looks at
         _op: cython.uchar  # the op that made this node: an index into OP_NAMES
@@ -243,6 +244,7 @@ class Value:
             "_left",
             "_right",
             "_term_grads",
+            "_left_leaves",
             "_visited",
             "_cursor",
             "_op",
@@ -548,9 +550,11 @@ def _dot_row(ws: tuple[Value, ...], inputs: _Inputs) -> Value:
             total += w_i * x_i
         if not _recording:
             return _constant(total)
-        return _fused(total, ws, inputs, x_data + w_data)
+        # (checking here whether the w_i are leaves would cost the interpreter
+        # more than it saves the traversal: it says it does not know)
+        return _fused(total, ws, inputs, x_data + w_data, False)
     # compiled: the same float operations, in one loop over C doubles, which
-    # reads the checked tuple through borrowed references
+    # reads the tuple through borrowed references
     n: cython.Py_ssize_t = len(ws)
     if not _all_values(ws, n):
         raise TypeError()
@@ -562,13 +566,16 @@ def _dot_row(ws: tuple[Value, ...], inputs: _Inputs) -> Value:
             sum_ += _data_at(ws, i) * x_data[i]
         return _constant(sum_)
     grads: cython.p_double = _new_doubles(2 * n)
+    leaves: cython.bint = True
     for i in range(n):
         w = PyTuple_GET_ITEM(ws, i)
         # -ffp-contract=off: never one fused multiply-add
         sum_ += cython.cast(Value, w)._data * x_data[i]
         grads[i] = x_data[i]  # d(w*x)/dw
         grads[n + i] = cython.cast(Value, w)._data  # d(w*x)/dx
-    return _fused(sum_, ws, inputs, grads)
+        if cython.cast(Value, w)._child1 is not None or cython.cast(Value, w)._left is not None:
+            leaves = False
+    return _fused(sum_, ws, inputs, grads, leaves)
 
 
 @cython.cfunc
@@ -594,7 +601,7 @@ def _all_values(items: tuple[Value, ...], n: cython.Py_ssize_t) -> cython.bint:
 def _vsum(vs: tuple[Value, ...]) -> Value:
     if not cython.compiled:
         total = functools.reduce(operator.add, map(_data_of, vs), 0.0)
-        return _fused(total, vs, None, cython.NULL) if _recording else _constant(total)
+        return _fused(total, vs, None, cython.NULL, False) if _recording else _constant(total)
     n: cython.Py_ssize_t = len(vs)
     if not _all_values(vs, n):
         raise TypeError()
@@ -604,7 +611,7 @@ def _vsum(vs: tuple[Value, ...]) -> Value:
         sum_ += _data_at(vs, i)
     if not _recording:
         return _constant(sum_)
-    return _fused(sum_, vs, None, cython.NULL)
+    return _fused(sum_, vs, None, cython.NULL, False)
 
 
 @cython.cfunc
@@ -613,6 +620,7 @@ def _fused(
     left: tuple[Value, ...],
     right: _Inputs | None,
     grads: cython.p_double,
+    left_leaves: cython.bint,
 ) -> Value:
     """A dot node (with `right`) or a sum node (without; each local gradient is 1)."""
     node: Value = Value.__new__(Value)
@@ -620,6 +628,7 @@ def _fused(
     node._left = left
     node._right = right
     node._term_grads = grads
+    node._left_leaves = left_leaves
     return node
 
 
@@ -822,6 +831,8 @@ def _skip_reached_weights(node: Value, mark: cython.longlong) -> cython.Py_ssize
     only its w_i can need going into (and leaves need no mark to be skipped)."""
     ws: tuple[Value, ...] = node._left  # type: ignore[assignment]
     n: cython.Py_ssize_t = len(ws)
+    if node._left_leaves:
+        return 2 * n
     if not cython.compiled:
         for i in range(n):
             w = ws[i]
@@ -1034,27 +1045,28 @@ def adam_update(
     n: cython.Py_ssize_t = len(params)
     if len(m) != n or len(v) != n:
         raise ValueError("adam_update: params, m and v must have the same length")
-    i: cython.Py_ssize_t
     p: Value
-    for i in range(n):  # a NaN or infinite gradient would spoil the moments for good
-        p = params[i]
+    for p in params:  # a NaN or infinite gradient would spoil the moments for good
         if not -_INF < p._grad < _INF:
-            raise FloatingPointError(f"the gradient of parameter {i} is {p._grad!r}")
+            where = params.index(p)
+            raise FloatingPointError(f"the gradient of parameter {where} is {p._grad!r}")
     if not TYPE_CHECKING:  # compiled, views of the arrays' C doubles
         m_of: cython.double[::1] = m
         v_of: cython.double[::1] = v
     else:  # (the type checker reads no C types)
         m_of, v_of = m, v
+    one_minus_beta1: cython.double = 1 - beta1  # the same float each time: computed once
+    one_minus_beta2: cython.double = 1 - beta2
+    i: cython.Py_ssize_t
     g: cython.double
     m_i: cython.double
     v_i: cython.double
     m_hat: cython.double
     v_hat: cython.double
-    for i in range(n):
-        p = params[i]
+    for i, p in enumerate(params):
         g = p._grad
-        m_i = beta1 * m_of[i] + (1 - beta1) * g
-        v_i = beta2 * v_of[i] + (1 - beta2) * g**2
+        m_i = beta1 * m_of[i] + one_minus_beta1 * g
+        v_i = beta2 * v_of[i] + one_minus_beta2 * g**2
         m_of[i] = m_i
         v_of[i] = v_i
         m_hat = m_i / bias1
