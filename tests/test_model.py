@@ -14,7 +14,7 @@ from conftest import REPO_ROOT
 from microgpt import Value
 from microgpt.data import load_documents
 from microgpt.errors import UsageError
-from microgpt.nn import GPT, GPTConfig, layernorm, rmsnorm, softmax
+from microgpt.nn import GPT, GPTConfig, cross_entropy, layernorm, rmsnorm, softmax
 from microgpt.train import Run, TrainConfig
 
 if str(REPO_ROOT / "bench") not in sys.path:
@@ -187,6 +187,20 @@ def test_softmax() -> None:
     for j, logit in enumerate(logits):
         want_grad = want[i] * ((i == j) - want[j])
         assert math.isclose(logit.grad, want_grad, rel_tol=1e-12, abs_tol=1e-16)
+
+
+@pytest.mark.parametrize("target", range(len(X)))
+def test_cross_entropy_is_minus_log_of_the_softmax_probability_bit_for_bit(target: int) -> None:
+    # the loss builds only the target's probability: the same value and the
+    # same gradients as taking it from the full softmax, as the original does
+    results = []
+    for loss_of in (cross_entropy, lambda ls, t: -softmax(ls)[t].log()):
+        logits = [Value(v) * 1.5 for v in X]  # nodes, so they pass gradient on
+        loss = loss_of(logits, target)
+        loss.backward()
+        results.append([loss.data] + [logit.grad for logit in logits])
+    assert results[0] == results[1]
+    assert results[0][0] > 0 and math.isclose(sum(results[0][1:]), 0.0, abs_tol=1e-12)
 
 
 def test_softmax_of_large_logits_does_not_overflow() -> None:

@@ -115,10 +115,22 @@ def parameter_count(config: GPTConfig) -> int:
 
 def softmax(logits: Vector) -> Vector:
     """exp(l - max) / total; subtracting the max keeps exp() in range."""
+    exps, total = _exps_and_total(logits)
+    return [e / total for e in exps]
+
+
+def cross_entropy(logits: Vector, target: int) -> Value:
+    """-log(softmax(logits)[target]): the loss for predicting `target`. Only
+    the target's probability is built; the others would be nodes that the
+    loss never reaches (the numbers are the same either way)."""
+    exps, total = _exps_and_total(logits)
+    return -(exps[target] / total).log()
+
+
+def _exps_and_total(logits: Vector) -> tuple[Vector, Value]:
     max_val = max(val.data for val in logits)
     exps = [(val - max_val).exp() for val in logits]
-    total = vsum(exps)
-    return [e / total for e in exps]
+    return exps, vsum(exps)
 
 
 def rmsnorm(x: Vector) -> Vector:

@@ -19,7 +19,7 @@ from typing import Any
 from microgpt import no_grad
 from microgpt.data import Tokenizer
 from microgpt.errors import UsageError
-from microgpt.nn import GPT, GPTConfig, Value, softmax, vsum
+from microgpt.nn import GPT, GPTConfig, Value, cross_entropy, vsum
 from microgpt.optim import BETA, POSITIVE, Adam, clip_grad_norm, linear_decay
 from microgpt.settings import Rule, check_settings, from_dict, setting
 
@@ -175,8 +175,7 @@ class Run:
         for pos_id in range(n):
             token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
             logits = model(token_id, pos_id, keys, values, rng)
-            probs = softmax(logits)
-            losses.append(-probs[target_id].log())
+            losses.append(cross_entropy(logits, target_id))
         return (1 / n) * vsum(losses)
 
     def train_step(self, inspect: Callable[[Run], None] | None = None) -> float:
