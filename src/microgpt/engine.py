@@ -228,7 +228,7 @@ class Value:
         _local2: cython.double  # d(self)/d(_child2)
         _left: tuple[Value, ...] | None  # a dot node's w_i, a sum node's v_i (None otherwise)
         _right: _Inputs | None  # a dot node's x_i (None for a sum)
-        _term_grads: cython.p_double  # d(self)/d(w_i) at i, d(self)/d(x_i) at n + i (dot)
+        _left_values: cython.p_double  # a dot's w_i at forward time: d(self)/d(x_i)
         _left_leaves: cython.bint  # every w_i is known to be a leaf
         _visited: cython.longlong  # the traversal that last reached this node
         _cursor: cython.Py_ssize_t  # the next child that traversal looks at
@@ -243,7 +243,7 @@ class Value:
             "_local2",
             "_left",
             "_right",
-            "_term_grads",
+            "_left_values",
             "_left_leaves",
             "_visited",
             "_cursor",
@@ -261,7 +261,6 @@ class Value:
         # children are parked in a list and freed by the outermost call, one
         # level at a time. (Interpreted, CPython's own "trashcan" does this.)
         global _free_depth
-        _free_doubles(self._term_grads)
         child1: object = self._child1
         child2: object = self._child2
         left: object = self._left
@@ -453,9 +452,9 @@ def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     `_depth_first` puts this node where that chain's nodes were: hence the
     same gradients bit for bit, from one node instead of 2n.
     """
-    inputs: _Inputs = _inputs(xs, "dot")
+    inputs: _Inputs = _inputs(xs, 1, "dot")
     try:
-        return _dot_row(_row(ws, inputs, "dot"), inputs)
+        return _dot_row(_row(ws, inputs, "dot"), inputs, 0)
     except (AttributeError, TypeError):  # raised by an item that is not a Value
         _check_values(tuple(ws) + inputs.items, "dot")
         raise
@@ -464,11 +463,12 @@ def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
 def linear(x: Sequence[Value], w: Sequence[Sequence[Value]]) -> list[Value]:
     """w @ x: `[dot(row, x) for row in w]`, node for node. The rows share
     one copy of x, so the traversal can pass over it once it is reached."""
-    inputs: _Inputs = _inputs(x, "linear")
+    rows: list[Sequence[Value]] = list(w)
+    inputs: _Inputs = _inputs(x, len(rows), "linear")
     try:
-        return [_dot_row(_row(row, inputs, "linear"), inputs) for row in w]
+        return [_dot_row(_row(row, inputs, "linear"), inputs, r) for r, row in enumerate(rows)]
     except (AttributeError, TypeError):
-        _check_values([wi for row in w for wi in row] + list(inputs.items), "linear")
+        _check_values([wi for row in rows for wi in row] + list(inputs.items), "linear")
         raise
 
 
@@ -489,41 +489,46 @@ def vsum(values: Sequence[Value]) -> Value:
 @cython.no_gc
 @cython.cclass
 class _Inputs:
-    """The x of a dot node; the rows of a `linear` share one. `visited` is the
-    last traversal that found all of it reached, so that the next row can
-    pass over it at once."""
+    """The x of a dot node; the rows of a `linear` share one. `values` are
+    the x_i at forward time, d(row)/d(w_i) for every row. `visited` is the
+    last traversal that found all of x reached, so that the next row can pass
+    over it at once. Compiled, it also holds the rows' `_left_values`, all
+    in one block."""
 
     if cython.compiled:
         items: tuple[Value, ...]
-        data: cython.p_double  # the values of the items, read once
+        values: cython.p_double
+        row_values: cython.p_double  # row r's w_i at [r * n + i]
         visited: cython.longlong
     else:
-        __slots__ = ("items", "data", "visited")
+        __slots__ = ("items", "values", "row_values", "visited")
 
-    def __init__(self, items: tuple[Value, ...]) -> None:
+    def __init__(self, items: tuple[Value, ...], rows: int) -> None:
         self.items = items
         self.visited = 0
         if not cython.compiled:
-            self.data = list(map(_data_of, items))
+            self.values = [x._data for x in items]
             return
         n: cython.Py_ssize_t = len(items)
         if not _all_values(items, n):
             raise TypeError()
-        self.data = _new_doubles(n)
+        self.values = _new_doubles(n)
         i: cython.Py_ssize_t
         for i in range(n):
-            self.data[i] = _data_at(items, i)
+            self.values[i] = _data_at(items, i)
+        self.row_values = _new_doubles(rows * n if _recording else 0)
 
     def __dealloc__(self) -> None:  # compiled only
-        _free_doubles(self.data)
+        _free_doubles(self.values)
+        _free_doubles(self.row_values)
 
 
-def _inputs(x: Sequence[Value], name: str) -> _Inputs:
+def _inputs(x: Sequence[Value], rows: int, name: str) -> _Inputs:
     items: tuple[Value, ...] = tuple(x)  # a copy (unless a tuple): the nodes keep it
     if not items:
         raise ValueError(f"{name}() of empty vectors")
     try:
-        return _Inputs(items)
+        return _Inputs(items, rows)
     except (AttributeError, TypeError):  # raised by an item that is not a Value
         _check_values(items, name)
         raise
@@ -540,9 +545,10 @@ def _row(w: Sequence[Value], inputs: _Inputs, name: str) -> tuple[Value, ...]:
 
 
 @cython.cfunc
-def _dot_row(ws: tuple[Value, ...], inputs: _Inputs) -> Value:
-    """One dot node, sum(w_i * x_i), given its w and shared x."""
-    x_data: cython.p_double = inputs.data
+def _dot_row(ws: tuple[Value, ...], inputs: _Inputs, r: cython.Py_ssize_t) -> Value:
+    """Row r's dot node, sum(w_i * x_i), given its w and the shared x."""
+    x_data: cython.p_double = inputs.values
+    w_data: cython.p_double
     if not cython.compiled:
         w_data = [w._data for w in ws]
         total = 0.0
@@ -552,7 +558,7 @@ def _dot_row(ws: tuple[Value, ...], inputs: _Inputs) -> Value:
             return _constant(total)
         # (checking here whether the w_i are leaves would cost the interpreter
         # more than it saves the traversal: it says it does not know)
-        return _fused(total, ws, inputs, x_data + w_data, False)
+        return _fused(total, ws, inputs, w_data, False)
     # compiled: the same float operations, in one loop over C doubles, which
     # reads the tuple through borrowed references
     n: cython.Py_ssize_t = len(ws)
@@ -565,17 +571,16 @@ def _dot_row(ws: tuple[Value, ...], inputs: _Inputs) -> Value:
         for i in range(n):
             sum_ += _data_at(ws, i) * x_data[i]
         return _constant(sum_)
-    grads: cython.p_double = _new_doubles(2 * n)
+    w_data = inputs.row_values + r * n  # type: ignore[operator] # (a C pointer)
     leaves: cython.bint = True
     for i in range(n):
         w = PyTuple_GET_ITEM(ws, i)
         # -ffp-contract=off: never one fused multiply-add
         sum_ += cython.cast(Value, w)._data * x_data[i]
-        grads[i] = x_data[i]  # d(w*x)/dw
-        grads[n + i] = cython.cast(Value, w)._data  # d(w*x)/dx
+        w_data[i] = cython.cast(Value, w)._data  # d(w*x)/dx
         if cython.cast(Value, w)._child1 is not None or cython.cast(Value, w)._left is not None:
             leaves = False
-    return _fused(sum_, ws, inputs, grads, leaves)
+    return _fused(sum_, ws, inputs, w_data, leaves)
 
 
 @cython.cfunc
@@ -619,7 +624,7 @@ def _fused(
     data: cython.double,
     left: tuple[Value, ...],
     right: _Inputs | None,
-    grads: cython.p_double,
+    left_values: cython.p_double,
     left_leaves: cython.bint,
 ) -> Value:
     """A dot node (with `right`) or a sum node (without; each local gradient is 1)."""
@@ -627,7 +632,7 @@ def _fused(
     _set_fields(node, data, SUM if right is None else DOT, None, 0.0, None, 0.0)
     node._left = left
     node._right = right
-    node._term_grads = grads
+    node._left_values = left_values
     node._left_leaves = left_leaves
     return node
 
@@ -655,8 +660,9 @@ def _operand_grad(node: Value, k: cython.Py_ssize_t) -> float:
     """d(node)/d(child k) of a dot or sum node."""
     if node._right is None:
         return 1.0
-    n: cython.Py_ssize_t = len(node._left)  # type: ignore[arg-type]
-    return node._term_grads[k // 2 if k % 2 == 0 else n + k // 2]
+    if k % 2 == 1:
+        return node._left_values[k // 2]  # d(w*x)/dx = w
+    return node._right.values[k // 2]  # d(w*x)/dw = x
 
 
 @cython.cfunc
@@ -873,12 +879,10 @@ def _backward_schedule(root: Value) -> tuple[list[Value], list[int]]:
 @cython.cfunc
 def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
     """The chain rule over the schedule, parents first (see backward())."""
-    i: cython.Py_ssize_t
     first: cython.Py_ssize_t
     node: Value
     g: cython.double
-    for i in range(len(order) - 1, -1, -1):
-        node = order[i]
+    for node in reversed(order):
         g = node._grad
         if node._left is None:
             node._child1._grad += node._local1 * g  # type: ignore[union-attr]
@@ -924,21 +928,21 @@ def _pass_to_dot_terms(
     does not matter."""
     ws: tuple[Value, ...] = node._left  # type: ignore[assignment]
     xs: tuple[Value, ...] = node._right.items  # type: ignore[union-attr]
-    grads: cython.p_double = node._term_grads
-    n: cython.Py_ssize_t = len(ws)
+    w_data: cython.p_double = node._left_values
+    x_data: cython.p_double = node._right.values  # type: ignore[union-attr]
     k: cython.Py_ssize_t
     if not cython.compiled:
         for k in range(end - 1, first - 1, -1):
-            xs[k]._grad += grads[n + k] * g
-            ws[k]._grad += grads[k] * g
+            xs[k]._grad += w_data[k] * g
+            ws[k]._grad += x_data[k] * g
         return
     x: cython.pointer[PyObject]
     w: cython.pointer[PyObject]
     for k in range(end - 1, first - 1, -1):  # compiled: over borrowed references
         x = PyTuple_GET_ITEM(xs, k)
-        cython.cast(Value, x)._grad = cython.cast(Value, x)._grad + grads[n + k] * g
+        cython.cast(Value, x)._grad = cython.cast(Value, x)._grad + w_data[k] * g
         w = PyTuple_GET_ITEM(ws, k)
-        cython.cast(Value, w)._grad = cython.cast(Value, w)._grad + grads[k] * g
+        cython.cast(Value, w)._grad = cython.cast(Value, w)._grad + x_data[k] * g
 
 
 # --- no_grad ----------------------------------------------------------------------
