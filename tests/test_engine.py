@@ -733,3 +733,18 @@ def test_backward_matches_the_original_on_a_random_dag() -> None:
     with recursion_limit(10_000):
         ref.backward()
     assert [v.grad for v in ours] == [float(v.grad) for v in ref_leaves]
+
+
+@pytest.mark.parametrize("engine_module", engines_to_compare(), ids=lambda m: m.__name__)
+def test_calling_init_again_remakes_the_value(engine_module: ModuleType) -> None:
+    # the same in both engines: the node becomes what the second call says
+    V = engine_module.Value
+    a, b = V(2.0), V(3.0)
+    node = V(5.0, (a, b), (3.0, 2.0), "*")
+    node.__init__(7.0)
+    assert (node.data, node.children, node.local_grads, node.op) == (7.0, (), (), "")
+    fused = engine_module.dot([a], [b])
+    fused.__init__(1.0, (a,), (1.0,))
+    assert (fused.data, fused.children, fused.local_grads) == (1.0, (a,), (1.0,))
+    fused.backward()
+    assert a.grad == 1.0 and b.grad == 0.0

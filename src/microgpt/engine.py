@@ -56,6 +56,9 @@ class Value:
         op: str = "",
     ) -> None:
         child1, local1, child2, local2 = _checked_children(children, local_grads)
+        if cython.compiled and (self._child1 is not None or self._left is not None):
+            # __init__ called again: _set_fields expects a new node's fields
+            self._child1, self._child2, self._left, self._right = None, None, None, None
         _set_fields(self, _number(data, "data"), _op_code(op), child1, local1, child2, local2)
 
     # --- the ops: forward value, and d(out)/d(input) for each input ---------
@@ -265,10 +268,16 @@ class Value:
         child2: object = self._child2
         left: object = self._left
         right: object = self._right
-        self._child1 = None
-        self._child2 = None
-        self._left = None
-        self._right = None
+        # (a field holding None is left alone: each write of None updates the
+        # reference count of the one None object, which every node shares)
+        if child1 is not None:
+            self._child1 = None
+        if child2 is not None:
+            self._child2 = None
+        if left is not None:
+            self._left = None
+        if right is not None:
+            self._right = None
         if _free_depth >= _MAX_FREE_DEPTH:
             _pending_free.append(child1)
             _pending_free.append(child2)
@@ -276,10 +285,7 @@ class Value:
             _pending_free.append(right)
             return
         _free_depth += 1
-        child1 = None  # frees the child here if this was its last reference
-        child2 = None
-        left = None
-        right = None
+        del child1, child2, left, right  # each freed here if this was its last reference
         _free_depth -= 1
         if _free_depth == 0:
             while _pending_free:
@@ -363,11 +369,20 @@ def _set_fields(
     its terms from `_fused`)."""
     node._data = data
     node._grad = 0.0
-    node._child1 = child1
     node._local1 = local1
-    node._child2 = child2
     node._local2 = local2
-    node._left = None
+    if cython.compiled:
+        # A new node's object fields hold None already; writing None again
+        # would update the reference count of the one None object that
+        # every node shares, a chain of dependent writes that costs time.
+        if child1 is not None:
+            node._child1 = child1
+        if child2 is not None:
+            node._child2 = child2
+    else:
+        node._child1 = child1
+        node._child2 = child2
+        node._left = None
     node._op = op
     node._visited = 0
     node._cursor = 0
