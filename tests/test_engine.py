@@ -598,12 +598,15 @@ DEEP_CHILD = textwrap.dedent(
     def chain(first):
         leaf = microgpt.Value(0.5)
         other = microgpt.Value(1.0)
+        refs = sys.getrefcount(leaf), sys.getrefcount(other)
         x = leaf
         for _ in range(3_000_000):
             x = x + 1.0 if first else other * x  # the chain through child 1 or 2
         x.backward()
         result = (leaf.grad, x.data)
         del x  # frees 3,000,000 nested nodes
+        # every node was freed: nothing refers to the leaves any more
+        assert (sys.getrefcount(leaf), sys.getrefcount(other)) == refs
         return result
 
     first = chain(first=True)

@@ -10,6 +10,7 @@ gradient must be equal as floats, not just close.
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -215,8 +216,10 @@ def test_a_deep_chain_of_fused_nodes_backpropagates_and_frees() -> None:
     # dot and sum nodes hold their operands in a list: freeing a long chain of
     # them must not recurse in C (compiled), and the traversal has no depth limit.
     x, y = Value(1.0), Value(0.5)
+    refs = sys.getrefcount(y)
     for i in range(200_000):
         x = engine.vsum([x, y]) if i % 2 else engine.dot([x], [y])
     x.backward()
     assert y.grad > 0 and x.grad == 1.0
     del x  # would overflow the C stack if freed recursively
+    assert sys.getrefcount(y) == refs  # and every node was freed

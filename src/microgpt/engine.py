@@ -264,28 +264,37 @@ class Value:
         # children are parked in a list and freed by the outermost call, one
         # level at a time. (Interpreted, CPython's own "trashcan" does this.)
         global _free_depth
-        child1: object = self._child1
-        child2: object = self._child2
-        left: object = self._left
-        right: object = self._right
-        # (a field holding None is left alone: each write of None updates the
-        # reference count of the one None object, which every node shares)
-        if child1 is not None:
+        # The children are moved out of the fields as C pointers, so that no
+        # Python variable holding None is made, and fields already None are
+        # left alone: each write of None updates the reference count of the
+        # one None object that every node shares, a chain of dependent writes.
+        child1: cython.pointer[PyObject] = cython.NULL
+        child2: cython.pointer[PyObject] = cython.NULL
+        left: cython.pointer[PyObject] = cython.NULL
+        right: cython.pointer[PyObject] = cython.NULL
+        if self._child1 is not None:
+            child1 = _owned(self._child1)
             self._child1 = None
-        if child2 is not None:
+        if self._child2 is not None:
+            child2 = _owned(self._child2)
             self._child2 = None
-        if left is not None:
+        if self._left is not None:
+            left = _owned(self._left)
             self._left = None
-        if right is not None:
+        if self._right is not None:
+            right = _owned(self._right)
             self._right = None
         if _free_depth >= _MAX_FREE_DEPTH:
-            _pending_free.append(child1)
-            _pending_free.append(child2)
-            _pending_free.append(left)
-            _pending_free.append(right)
+            _park(child1)
+            _park(child2)
+            _park(left)
+            _park(right)
             return
         _free_depth += 1
-        del child1, child2, left, right  # each freed here if this was its last reference
+        Py_XDECREF(child1)  # frees the child here if this was its last reference
+        Py_XDECREF(child2)
+        Py_XDECREF(left)
+        Py_XDECREF(right)
         _free_depth -= 1
         if _free_depth == 0:
             while _pending_free:
@@ -304,6 +313,7 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
         PyObject,
         PyTypeObject,
     )
+    from cython.cimports.cpython.ref import Py_XDECREF, Py_XINCREF
     from cython.cimports.cpython.tuple import PyTuple_GET_ITEM
 
     _VALUE_TYPE = cython.declare(
@@ -699,6 +709,25 @@ def _new_doubles(n: cython.Py_ssize_t) -> cython.p_double:
 def _free_doubles(p: cython.p_double) -> cython.void:
     if cython.compiled:
         PyMem_Free(p)
+
+
+@cython.cfunc
+@cython.inline
+def _owned(obj: object) -> cython.pointer[PyObject]:
+    """Compiled: a new reference to obj, as a C pointer (see Value.__dealloc__)."""
+    p: cython.pointer[PyObject] = cython.cast(cython.pointer[PyObject], obj)
+    Py_XINCREF(p)
+    return p
+
+
+@cython.cfunc
+@cython.inline
+def _park(p: cython.pointer[PyObject]) -> cython.void:
+    """Compiled: hands a reference from `_owned` to the list of objects that
+    the outermost free releases (see Value.__dealloc__)."""
+    if p != cython.NULL:
+        _pending_free.append(cython.cast(object, p))
+        Py_XDECREF(p)
 
 
 # --- the order of backpropagation ------------------------------------------------
