@@ -802,29 +802,25 @@ def _next_operand(
 ) -> Value | None:
     """`_next_child` of a dot or sum node; the terms whose operands are all
     done by then are scheduled, as one run."""
-    n: cython.Py_ssize_t = _operand_count(node)
-    term_size: cython.Py_ssize_t = 1 if node._right is None else 2  # v_i, or w_i and x_i
+    inputs: _Inputs | None = node._right
+    term_size: cython.Py_ssize_t = 1 if inputs is None else 2  # v_i, or w_i and x_i
+    n: cython.Py_ssize_t = term_size * len(node._left)  # type: ignore[arg-type]
     start: cython.Py_ssize_t = node._cursor
     j: cython.Py_ssize_t
-    if (
-        start == 0
-        and run_starts is not None
-        and node._right is not None
-        and node._right.visited == mark
-    ):
+    if start == 0 and inputs is not None and inputs.visited == mark and run_starts is not None:
         j = _skip_reached_weights(node, mark)  # x was all reached through a sibling row
     else:
         j = _skip_reached_operands(node, start, n, mark, order, run_starts is None)
     if run_starts is not None:
-        # the first term that ends at or after `start`, if it ends by j
-        end: cython.Py_ssize_t = max(start, term_size)
-        end += (term_size - end % term_size) % term_size
-        if end <= j:
-            _schedule_term(node, end // term_size - 1, order, run_starts)
+        # the first term that ends after `start` (at it, for a term's last
+        # operand just finished), if it ends by j
+        term: cython.Py_ssize_t = (start - 1) // term_size if start > 0 else 0
+        if (term + 1) * term_size <= j:
+            _schedule_term(node, term, order, run_starts)
     if j == n:
         node._cursor = n
-        if node._right is not None:
-            node._right.visited = mark
+        if inputs is not None:
+            inputs.visited = mark
         return None
     node._cursor = j + 1
     return _operand(node, j)
