@@ -223,3 +223,16 @@ def test_a_deep_chain_of_fused_nodes_backpropagates_and_frees() -> None:
     assert y.grad > 0 and x.grad == 1.0
     del x  # would overflow the C stack if freed recursively
     assert sys.getrefcount(y) == refs  # and every node was freed
+
+
+def test_a_weight_made_by_hand_without_an_op_name_passes_its_gradient_on() -> None:
+    # a node built with Value(data, children, local_grads) and no op name is
+    # not a leaf: the traversal must go into it, also as the weight of a later
+    # row of a linear whose x an earlier row has reached
+    a, x = Value(2.0), Value(5.0)
+    made = Value(4.0, (a,), (3.0,))
+    assert made.op == "" and made.children == (a,)
+    rows = engine.linear([x], [[Value(1.0)], [made]])
+    engine.vsum(rows).backward()
+    assert a.grad == 3.0 * 5.0  # d(made * x)/d(made) * d(made)/da
+    assert x.grad == 1.0 + 4.0

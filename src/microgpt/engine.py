@@ -59,7 +59,10 @@ class Value:
         if cython.compiled and (self._child1 is not None or self._left is not None):
             # __init__ called again: _set_fields expects a new node's fields
             self._child1, self._child2, self._left, self._right = None, None, None, None
-        _set_fields(self, _number(data, "data"), _op_code(op), child1, local1, child2, local2)
+        code = _op_code(op)
+        if code == LEAF and child1 is not None:
+            code = UNNAMED
+        _set_fields(self, _number(data, "data"), code, child1, local1, child2, local2)
 
     # --- the ops: forward value, and d(out)/d(input) for each input ---------
 
@@ -324,8 +327,10 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
 
 # Which op made a node, for display (see `microgpt.graph`): a node keeps a
 # one-byte code, an index into OP_NAMES; hand-written ops add their names.
+# Code 0 is a leaf's and only a leaf's (a node made by hand without an op
+# name gets UNNAMED), so that whether a node is a leaf is one comparison.
 OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
-OP_NAMES += ["dot", "sum"]
+OP_NAMES += ["dot", "sum", ""]
 LEAF = cython.declare(cython.uchar, 0)
 ADD = cython.declare(cython.uchar, 1)
 MUL = cython.declare(cython.uchar, 2)
@@ -338,6 +343,7 @@ SIGMOID = cython.declare(cython.uchar, 8)
 GELU = cython.declare(cython.uchar, 9)
 DOT = cython.declare(cython.uchar, 10)
 SUM = cython.declare(cython.uchar, 11)
+UNNAMED = cython.declare(cython.uchar, 12)
 
 # True in the compiled extension, False when this file runs interpreted.
 COMPILED: bool = cython.compiled
@@ -351,6 +357,7 @@ _EXACT_INT = cython.declare(cython.double, 2.0**53)
 
 # Interpreted, dot() and vsum() read the values of many nodes through this.
 _data_of = operator.attrgetter("_data")
+_op_of = operator.attrgetter("_op")
 # False inside `with no_grad():`, where ops record no graph.
 _recording = cython.declare(cython.bint, True)
 # Each traversal marks the nodes it reaches with a new number, so that no
@@ -583,8 +590,8 @@ def _dot_row(ws: tuple[Value, ...], inputs: _Inputs, r: cython.Py_ssize_t) -> Va
             total += w_i * x_i
         if not _recording:
             return _constant(total)
-        # (checking here whether the w_i are leaves would cost the interpreter
-        # more than it saves the traversal: it says it does not know)
+        # (whether the w_i are all leaves is left to the traversal to find out:
+        # it needs to know for only some rows)
         return _fused(total, ws, inputs, w_data, False)
     # compiled: the same float operations, in one loop over C doubles, which
     # reads the tuple through borrowed references
@@ -605,7 +612,7 @@ def _dot_row(ws: tuple[Value, ...], inputs: _Inputs, r: cython.Py_ssize_t) -> Va
         # -ffp-contract=off: never one fused multiply-add
         sum_ += cython.cast(Value, w)._data * x_data[i]
         w_data[i] = cython.cast(Value, w)._data  # d(w*x)/dx
-        if cython.cast(Value, w)._child1 is not None or cython.cast(Value, w)._left is not None:
+        if cython.cast(Value, w)._op != LEAF:
             leaves = False
     return _fused(sum_, ws, inputs, w_data, leaves)
 
@@ -813,10 +820,12 @@ def _next_operand(
         j = _skip_reached_operands(node, start, n, mark, order, run_starts is None)
     if run_starts is not None:
         # the first term that ends after `start` (at it, for a term's last
-        # operand just finished), if it ends by j
+        # operand just finished), if it ends by j; a new run unless only
+        # leaves came since the node's previous term (then that run goes on)
         term: cython.Py_ssize_t = (start - 1) // term_size if start > 0 else 0
-        if (term + 1) * term_size <= j:
-            _schedule_term(node, term, order, run_starts)
+        if (term + 1) * term_size <= j and not (order and order[len(order) - 1] is node):
+            order.append(node)
+            run_starts.append(term)
     if j == n:
         node._cursor = n
         if inputs is not None:
@@ -847,7 +856,7 @@ def _skip_reached_operands(
         for k in range(start, n):
             child = right[k >> 1] if k & shift else left[k >> shift]
             if child._visited != mark:
-                if child._child1 is not None or child._left is not None:
+                if child._op != LEAF:
                     return k
                 child._visited = mark
                 if keep_leaves:
@@ -860,10 +869,7 @@ def _skip_reached_operands(
     while k < n:
         item = PyTuple_GET_ITEM(right, k >> 1) if k & shift else PyTuple_GET_ITEM(left, k >> shift)
         if cython.cast(Value, item)._visited != mark:
-            if (
-                cython.cast(Value, item)._child1 is not None
-                or cython.cast(Value, item)._left is not None
-            ):
+            if cython.cast(Value, item)._op != LEAF:
                 break
             cython.cast(Value, item)._visited = mark
             if keep_leaves:
@@ -882,31 +888,20 @@ def _skip_reached_weights(node: Value, mark: cython.longlong) -> cython.Py_ssize
     if node._left_leaves:
         return 2 * n
     if not cython.compiled:
+        if not any(map(_op_of, ws)):  # all leaves (op code 0), checked in C
+            return 2 * n
         for i in range(n):
             w = ws[i]
-            if w._visited != mark and (w._child1 is not None or w._left is not None):
+            if w._visited != mark and w._op != LEAF:
                 return 2 * i
         return 2 * n
     w_: cython.pointer[PyObject]
     i_: cython.Py_ssize_t
     for i_ in range(n):  # compiled: over borrowed references
         w_ = PyTuple_GET_ITEM(ws, i_)
-        if cython.cast(Value, w_)._visited != mark and (
-            cython.cast(Value, w_)._child1 is not None or cython.cast(Value, w_)._left is not None
-        ):
+        if cython.cast(Value, w_)._visited != mark and cython.cast(Value, w_)._op != LEAF:
             return 2 * i_
     return 2 * n
-
-
-@cython.cfunc
-@cython.inline
-def _schedule_term(
-    node: Value, term: cython.Py_ssize_t, order: list[Value], run_starts: list[int]
-) -> cython.void:
-    if order and order[len(order) - 1] is node:
-        return  # nothing but leaves since its previous term: that run goes on
-    order.append(node)
-    run_starts.append(term)
 
 
 def _backward_schedule(root: Value) -> tuple[list[Value], list[int]]:
