@@ -537,35 +537,38 @@ class _Inputs:
     else:
         __slots__ = ("items", "values", "row_values", "visited")
 
-    def __init__(self, items: tuple[Value, ...], rows: int) -> None:
-        self.items = items
-        self.visited = 0
-        if not cython.compiled:
-            self.values = [x._data for x in items]
-            return
-        n: cython.Py_ssize_t = len(items)
-        if not _all_values(items, n):
-            raise TypeError()
-        self.values = _new_doubles(n)
-        i: cython.Py_ssize_t
-        for i in range(n):
-            self.values[i] = _data_at(items, i)
-        self.row_values = _new_doubles(rows * n if _recording else 0)
-
     def __dealloc__(self) -> None:  # compiled only
-        _free_doubles(self.values)
-        _free_doubles(self.row_values)
+        _free_doubles(self.values)  # (row_values are in the same block)
 
 
-def _inputs(x: Sequence[Value], rows: int, name: str) -> _Inputs:
-    items: tuple[Value, ...] = tuple(x)  # a copy (unless a tuple): the nodes keep it
-    if not items:
+@cython.cfunc
+def _inputs(x: Sequence[Value], rows: cython.Py_ssize_t, name: str) -> _Inputs:
+    """The shared x of `rows` dot nodes: its items (a copy, unless a tuple:
+    the nodes keep it) and their values now."""
+    items: tuple[Value, ...] = tuple(x)
+    n: cython.Py_ssize_t = len(items)
+    if n == 0:
         raise ValueError(f"{name}() of empty vectors")
-    try:
-        return _Inputs(items, rows)
-    except (AttributeError, TypeError):  # raised by an item that is not a Value
+    inputs: _Inputs = _Inputs.__new__(_Inputs)
+    inputs.items = items
+    inputs.visited = 0
+    if not cython.compiled:
+        try:
+            inputs.values = [x._data for x in items]
+        except AttributeError:  # an item that is not a Value
+            _check_values(items, name)
+            raise
+        return inputs
+    if not _all_values(items, n):
         _check_values(items, name)
-        raise
+        raise TypeError()
+    block: cython.p_double = _new_doubles(n + (rows * n if _recording else 0))
+    i: cython.Py_ssize_t
+    for i in range(n):
+        block[i] = _data_at(items, i)
+    inputs.values = block
+    inputs.row_values = block + n  # type: ignore[operator] # (a C pointer)
+    return inputs
 
 
 @cython.cfunc
