@@ -56,12 +56,8 @@ class Value:
         op: str = "",
     ) -> None:
         child1, local1, child2, local2 = _checked_children(children, local_grads)
-        if cython.compiled and (self._child1 is not None or self._left is not None):
-            # __init__ called again: _set_fields expects a new node's fields
-            self._child1, self._child2, self._left, self._right = None, None, None, None
-        code = _op_code(op)
-        if code == LEAF and child1 is not None:
-            code = UNNAMED
+        code = _op_code(op, child1 is not None)
+        _clear_children(self)  # (if __init__ is called again)
         _set_fields(self, _number(data, "data"), code, child1, local1, child2, local2)
 
     # --- the ops: forward value, and d(out)/d(input) for each input ---------
@@ -1051,15 +1047,25 @@ def _refuse_other_engine(other: object) -> None:
         )
 
 
-def _op_code(name: str) -> int:
-    """The code of an op name, registering a new (hand-written) op's name."""
+def _op_code(name: str, has_children: bool) -> int:
+    """The code of an op name, registering a new (hand-written) op's name;
+    a node with children made without a name is UNNAMED, not a LEAF."""
     if not isinstance(name, str):
         raise TypeError(f"op must be a str, not {type(name).__name__}")
     if name not in OP_NAMES:
         if len(OP_NAMES) >= 256:
             raise ValueError("too many distinct op names (at most 256)")
         OP_NAMES.append(name)
-    return OP_NAMES.index(name)
+    code = OP_NAMES.index(name)
+    return UNNAMED if code == LEAF and has_children else code
+
+
+@cython.cfunc
+def _clear_children(node: Value) -> cython.void:
+    """Compiled: empties the child fields of a node initialised before
+    (`_set_fields` expects a new node's: None). Interpreted, it sets them all."""
+    if cython.compiled and (node._child1 is not None or node._left is not None):
+        node._child1, node._child2, node._left, node._right = None, None, None, None
 
 
 # --- Adam ----------------------------------------------------------------------------

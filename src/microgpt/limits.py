@@ -24,9 +24,10 @@ SIZE = Rule("size", low=1)
 # moments (C doubles), and the copies a checkpoint save makes (the numbers and
 # their JSON text).
 BYTES_PER_PARAMETER = 400
-# A step's graph: a term of a dot or sum node holds two operand references and
-# two local gradients (C doubles compiled; float objects, and the lists that
-# build them, interpreted); any other node is one Value.
+# A step's graph: a dot term keeps its weight's value (a C double compiled; a
+# float object and its list slot interpreted) and references to its w and x
+# (tuples that a linear's rows share, copies for a single dot), with room to
+# spare; any other node is one Value.
 BYTES_PER_TERM = 48 if COMPILED else 80
 BYTES_PER_NODE = 128 if COMPILED else 192
 BASELINE_BYTES = 64 * MiB  # the interpreter, the data and the rest
