@@ -47,8 +47,8 @@ SETTINGS: dict[str, tuple[list[str], list[str]]] = {
         ["-p", "2", "-n", "2", "-w", "1", "-l", "1"],
         ["-p", "1", "-n", "1", "-w", "1", "-l", "1"],
     ),
-    "sample": (
-        ["-p", "2", "-n", "2", "-w", "1", "-l", "1"],
+    "sample": (  # (more values than for the large step: a sampling run varies more)
+        ["-p", "4", "-n", "3", "-w", "1", "-l", "1"],
         ["-p", "1", "-n", "2", "-w", "1", "-l", "1"],
     ),
 }
