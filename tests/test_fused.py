@@ -236,3 +236,25 @@ def test_a_weight_made_by_hand_without_an_op_name_passes_its_gradient_on() -> No
     engine.vsum(rows).backward()
     assert a.grad == 3.0 * 5.0  # d(made * x)/d(made) * d(made)/da
     assert x.grad == 1.0 + 4.0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda x: engine.dot([x], []), "dot() of vectors of different lengths (1 and 0)"),
+        (lambda x: engine.dot([], [x]), "dot() of vectors of different lengths (0 and 1)"),
+        (lambda x: engine.dot([], []), "dot() of empty vectors"),
+        (lambda x: engine.linear([], [[x]]), "linear() of vectors of different lengths (1 and 0)"),
+        (lambda x: engine.linear([x], [[x], []]), "linear() of vectors of different lengths"),
+        (lambda x: engine.linear([], [[]]), "linear() of empty vectors"),
+    ],
+)
+def test_dot_and_linear_name_what_is_wrong_with_their_vectors(
+    make: Callable[[Any], Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make(Value(1.0))
+
+
+def test_linear_of_no_rows_is_an_empty_vector() -> None:
+    assert engine.linear([Value(1.0)], []) == []

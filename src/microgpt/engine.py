@@ -543,14 +543,12 @@ def _inputs(x: Sequence[Value], rows: cython.Py_ssize_t, name: str) -> _Inputs:
     the nodes keep it) and their values now."""
     items: tuple[Value, ...] = tuple(x)
     n: cython.Py_ssize_t = len(items)
-    if n == 0:
-        raise ValueError(f"{name}() of empty vectors")
     inputs: _Inputs = _Inputs.__new__(_Inputs)
     inputs.items = items
     inputs.visited = 0
     if not cython.compiled:
         try:
-            inputs.values = [x._data for x in items]
+            inputs.values = [item._data for item in items]
         except AttributeError:  # an item that is not a Value
             _check_values(items, name)
             raise
@@ -574,6 +572,8 @@ def _row(w: Sequence[Value], inputs: _Inputs, name: str) -> tuple[Value, ...]:
         raise ValueError(
             f"{name}() of vectors of different lengths ({len(row)} and {len(inputs.items)})"
         )
+    if not row:
+        raise ValueError(f"{name}() of empty vectors")
     return row
 
 
