@@ -92,11 +92,19 @@ def test_a_checkpoint_is_sized_before_its_model_is_built(data: Path, tmp_path: P
         )
 
 
-def test_the_estimate_is_above_what_training_really_takes() -> None:
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"n_embd": 16, "n_head": 4, "block_size": 16, "n_layer": 2},
+        {"n_embd": 8, "n_head": 8, "block_size": 64, "n_layer": 2},  # attention-heavy
+    ],
+    ids=["width", "attention"],
+)
+def test_the_estimate_is_above_what_training_really_takes(shape: dict[str, int]) -> None:
     # Measured: the peak of a real training step on a document that fills the
     # context, against the estimate (less its fixed allowance for the interpreter).
-    docs = ["abcdefghijklmnopqrstuvwxy" * 2]
-    run = Run.start(docs, TrainConfig(steps=2), n_embd=16, n_head=4, block_size=16, n_layer=2)
+    docs = ["abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 2]
+    run = Run.start(docs, TrainConfig(steps=2), **shape)
     tracemalloc.start()
     try:
         run.train_step()
