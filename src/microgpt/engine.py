@@ -351,7 +351,8 @@ _INF = cython.declare(cython.double, math.inf)
 # Below 2**53 in size a whole-number exponent converts to a float exactly.
 _EXACT_INT = cython.declare(cython.double, 2.0**53)
 
-# Interpreted, dot() and vsum() read the values of many nodes through this.
+# Interpreted, vsum() reads the values of many nodes through this, and the
+# traversal the op codes of a row of weights.
 _data_of = operator.attrgetter("_data")
 _op_of = operator.attrgetter("_op")
 # False inside `with no_grad():`, where ops record no graph.
@@ -684,39 +685,36 @@ def _operand(node: Value, k: cython.Py_ssize_t) -> Value:
     """A dot or sum node's child k: w_(k/2) or x_(k/2) of a dot, v_k of a sum."""
     if node._right is None:
         return node._left[k]  # type: ignore[index]
-    if k % 2 == 1:
-        return node._right.items[k // 2]
-    return node._left[k // 2]  # type: ignore[index]
+    if k & 1:
+        return node._right.items[k >> 1]
+    return node._left[k >> 1]  # type: ignore[index]
 
 
 def _operand_grad(node: Value, k: cython.Py_ssize_t) -> float:
     """d(node)/d(child k) of a dot or sum node."""
     if node._right is None:
         return 1.0
-    if k % 2 == 1:
-        return node._left_values[k // 2]  # d(w*x)/dx = w
-    return node._right.values[k // 2]  # d(w*x)/dw = x
+    if k & 1:
+        return node._left_values[k >> 1]  # d(w*x)/dx = w
+    return node._right.values[k >> 1]  # d(w*x)/dw = x
 
 
 @cython.cfunc
 def _new_doubles(n: cython.Py_ssize_t) -> cython.p_double:
-    """Room for n floats: a C array when compiled, a list when interpreted."""
-    if cython.compiled:
-        p: cython.p_double = cython.cast(
-            cython.p_double, PyMem_Malloc(n * cython.sizeof(cython.double))
-        )
-        if p == cython.NULL:
-            raise MemoryError()
-        return p
-    else:
-        return [0.0] * n
+    """Compiled: room for n C doubles (interpreted, lists hold the floats)."""
+    p: cython.p_double = cython.cast(
+        cython.p_double, PyMem_Malloc(n * cython.sizeof(cython.double))
+    )
+    if p == cython.NULL:
+        raise MemoryError()
+    return p
 
 
 @cython.cfunc
 @cython.inline
 def _free_doubles(p: cython.p_double) -> cython.void:
-    if cython.compiled:
-        PyMem_Free(p)
+    """Compiled: frees what `_new_doubles` gave."""
+    PyMem_Free(p)
 
 
 @cython.cfunc
