@@ -37,8 +37,12 @@ def main(argv: list[str]) -> int:
         print(f"error: microgpt is imported from {package}, not from the installed wheel")
         return 1
     base = {k: v for k, v in os.environ.items() if k != "MICROGPT_PURE"}
+    # There is no pyproject.toml here: its pytest `pythonpath` (bench/, beside
+    # the tests) is given on the command line instead.
+    bench = Path(tests).resolve().parent / "bench"
     for engine_env in ({}, {"MICROGPT_PURE": "1"}):
-        command = [sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider", tests]
+        command = [sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider"]
+        command += ["-o", f"pythonpath={bench}", tests]
         status = subprocess.run([*command, *pytest_args], env={**base, **engine_env}).returncode
         if status:
             return status

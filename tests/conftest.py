@@ -7,12 +7,15 @@ the interpreted one. Every test sees the engine that `microgpt` selected.
 
 from __future__ import annotations
 
+import http.server
 import importlib
 import os
 import queue
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import IO
@@ -24,6 +27,15 @@ import microgpt
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARITY_DIR = Path(os.environ.get("MICROGPT_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity"))
 PURE_REQUESTED = os.environ.get("MICROGPT_PURE", "").strip() not in ("", "0")
+
+# A small training set, and the model settings that make a run on it quick.
+DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
+TINY_SETTINGS = {"n_embd": 8, "n_head": 2, "block_size": 8}
+TINY = [
+    part
+    for key, value in TINY_SETTINGS.items()
+    for part in (f"--{key.replace('_', '-')}", str(value))
+]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -54,6 +66,14 @@ def golden(parity_dir: Path) -> dict[str, object]:
         elif line.startswith("sample "):
             samples.append(line.split(": ", 1)[1])
     return {"losses": losses, "samples": samples}
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """DOCS in a names file, one a line."""
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    return path
 
 
 def both_engines() -> tuple[ModuleType, ModuleType | None]:
@@ -103,13 +123,132 @@ def lines_of(stream: IO[str] | None) -> queue.Queue[str]:
     return lines
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Exit status 2, one line on stderr naming the problem, nothing on stdout."""
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """A command that succeeded, without a traceback."""
+    assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, result.stderr
+    return result
+
+
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str], *fragments: str, status: int = 2
+) -> str:
+    """Exit status 2 (or `status`), one line on stderr naming the problem
+    (with every fragment), nothing on stdout, no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == status, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("microgpt"), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
-    assert result.stdout == ""
+    assert result.stdout == "", result.stdout
     return lines[0]
+
+
+class HTTPTestServer:
+    """An HTTP server on 127.0.0.1 for the download tests. GET /NAME serves
+    files[NAME], or calls route_NAME (one misbehaviour each); else 404.
+    Every request's (path, Authorization header) is recorded."""
+
+    NAMES = b"ada\ngrace\nalan\n"
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                server.requests.append((self.path, self.headers.get("Authorization")))
+                name = self.path.split("?")[0].strip("/")
+                if name in server.files:
+                    server.reply(self, server.files[name])
+                elif (route := getattr(server, "route_" + name, None)) is not None:
+                    route(self)
+                else:
+                    self.send_error(404)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # keep the test output clean
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @staticmethod
+    def reply(h: http.server.BaseHTTPRequestHandler, body: bytes, kind: str = "text/plain") -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", kind)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def route_names(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self.reply(h, self.NAMES)
+
+    def route_empty(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self.reply(h, b"")
+
+    def route_html(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self.reply(h, b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n", "text/html")
+
+    def route_binary(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self.reply(h, b"ada\n\x00\x00\x00\ngrace\n", "application/octet-stream")
+
+    def route_truncated(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "1000")
+        h.end_headers()
+        h.wfile.write(self.NAMES)  # then the connection closes
+
+    def route_declared_huge(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(10**12))
+        h.end_headers()
+        h.wfile.write(self.NAMES)
+
+    def route_endless(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.end_headers()
+        try:
+            for _ in range(10_000):  # 160 MB at most, far past any cap used here
+                h.wfile.write(b"abcdefghijklmno\n" * 1024)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def route_drip(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.end_headers()
+        try:
+            for _ in range(100):  # one byte every 0.2 s: each read is quick, the whole is not
+                h.wfile.write(b"a")
+                h.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    def route_private(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        if h.headers.get("Authorization") != "Basic dXNlcjpzM2NyM3Q=":  # user:s3cr3t
+            h.send_error(401)
+        else:
+            self.reply(h, self.NAMES)
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HTTPTestServer]:
+    """An HTTPTestServer, with downloads cached in tmp_path/cache."""
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path / "cache"))
+    srv = HTTPTestServer()
+    yield srv
+    srv.close()

@@ -37,12 +37,6 @@ def run_benchmarks(
 
 
 @pytest.fixture
-def bench_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bench/'s modules importable, as the scripts there import each other."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "bench"))
-
-
-@pytest.fixture
 def without_torch(tmp_path: Path) -> dict[str, str]:
     """An environment in which `import torch` fails, whether or not it is installed."""
     (tmp_path / "hidden" / "torch").mkdir(parents=True)
@@ -85,7 +79,6 @@ def test_asking_for_the_other_engine_is_refused(tmp_path: Path) -> None:
 # --- PyTorch -----------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("bench_modules")
 def test_torch_trains_to_microgpts_losses_within_1e_12() -> None:
     pytest.importorskip("torch")
     from torch_design import TorchGPT
@@ -97,7 +90,6 @@ def test_torch_trains_to_microgpts_losses_within_1e_12() -> None:
         assert math.isclose(theirs, ours, rel_tol=1e-12), (step, ours, theirs)
 
 
-@pytest.mark.usefixtures("bench_modules")
 def test_torch_samples_the_same_names_as_microgpt() -> None:
     pytest.importorskip("torch")
     import workloads
@@ -133,7 +125,6 @@ def test_asking_for_torch_without_it_is_refused(
     assert not (tmp_path / "torch.json").exists()
 
 
-@pytest.mark.usefixtures("bench_modules")
 def test_run_py_leaves_torch_out_with_a_note_without_it(
     monkeypatch: pytest.MonkeyPatch, without_torch: dict[str, str]
 ) -> None:

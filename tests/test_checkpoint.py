@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import assert_one_line_error, lines_of, microgpt_cli
+from conftest import DOCS, TINY, TINY_SETTINGS, assert_one_line_error, lines_of, microgpt_cli
 
 import microgpt.checkpoint
 from microgpt import checkpoint
 from microgpt.errors import UsageError
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY_SETTINGS = {"n_embd": 8, "n_head": 2, "block_size": 8}
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 VOCAB_SIZE = len(set("".join(DOCS))) + 1
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import microgpt_cli
+from conftest import DOCS, TINY, TINY_SETTINGS, microgpt_cli, ok
 
 import microgpt
 from microgpt import checkpoint
@@ -22,23 +22,12 @@ from microgpt.data import load_documents
 from microgpt.sample import sample_many
 from microgpt.train import Run, TrainConfig
 
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
 # A model small enough to train in a blink with either engine.
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-TINY_SETTINGS = {"n_embd": 8, "n_head": 2, "block_size": 8}
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result
 
 
 @pytest.fixture
-def data_file(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
+def data_file(data: Path) -> Path:
+    return data
 
 
 @pytest.fixture(scope="module")

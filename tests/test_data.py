@@ -3,14 +3,12 @@ downloaded once; the tokenizer's vocabulary is sorted with BOS last."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import HTTPTestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -130,53 +128,24 @@ def test_vocabulary_must_be_sorted_and_distinct() -> None:
 # --- URLs --------------------------------------------------------------------
 
 
-class _Server:
-    def __init__(self, folder: Path) -> None:
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args: object, **kwargs: object) -> None:
-                super().__init__(*args, directory=str(folder), **kwargs)  # type: ignore[arg-type]
-
-            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # keep the test output clean
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
-    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path / "cache"))
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "people.txt").write_bytes(b"ada\r\ngrace\n\nalan\n")
-    srv = _Server(served)
-    yield srv
-    srv.close()
+def server(server: HTTPTestServer) -> HTTPTestServer:
+    server.files["people.txt"] = b"ada\r\ngrace\n\nalan\n"
+    return server
 
 
-def test_url_is_downloaded_once_then_read_from_the_cache(server: _Server, tmp_path: Path) -> None:
+def test_url_is_downloaded_once_then_read_from_the_cache(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
     url = server.base + "/people.txt"
     assert load_documents(url) == ["ada", "grace", "alan"]
-    assert server.requests == ["/people.txt"]
+    assert server.paths == ["/people.txt"]
     assert load_documents(url) == ["ada", "grace", "alan"]
-    assert server.requests == ["/people.txt"]  # the second load did not ask the server
+    assert server.paths == ["/people.txt"]  # the second load did not ask the server
     assert any((tmp_path / "cache").iterdir())
 
 
-def test_url_not_found_is_a_clear_error(server: _Server) -> None:
+def test_url_not_found_is_a_clear_error(server: HTTPTestServer) -> None:
     url = server.base + "/missing.txt"
     with pytest.raises(UsageError) as info:
         load_documents(url)

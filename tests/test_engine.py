@@ -24,14 +24,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, both_engines
+from conftest import both_engines
+from original_design import Node  # the original's node, for bit-exact checks
 
 import microgpt
 from microgpt.backend import engine
-
-if str(REPO_ROOT / "bench") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-from original_design import Node  # noqa: E402  (the original's node, for bit-exact checks)
 
 Value = microgpt.Value
 EPS = 1e-6  # central finite differences

@@ -7,17 +7,16 @@ response bounded); nothing leaves the machine."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import microgpt_cli
+from conftest import TINY, microgpt_cli
+from conftest import HTTPTestServer as Server
 
 from microgpt import checkpoint
 from microgpt.data import cache_path, load_documents
@@ -25,104 +24,7 @@ from microgpt.errors import UsageError
 from microgpt.limits import Limits
 from microgpt.train import documents_fingerprint
 
-NAMES = b"ada\ngrace\nalan\n"
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
-
-class Server:
-    """An HTTP server on 127.0.0.1 with one misbehaviour per path."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-                server.requests.append((self.path, self.headers.get("Authorization")))
-                route = getattr(server, "route_" + self.path.split("?")[0].strip("/"), None)
-                if route is None:
-                    self.send_error(404)
-                else:
-                    route(self)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    @staticmethod
-    def reply(h: http.server.BaseHTTPRequestHandler, body: bytes, kind: str = "text/plain") -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", kind)
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-
-    def route_names(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        self.reply(h, NAMES)
-
-    def route_empty(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        self.reply(h, b"")
-
-    def route_html(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        self.reply(h, b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n", "text/html")
-
-    def route_binary(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        self.reply(h, b"ada\n\x00\x00\x00\ngrace\n", "application/octet-stream")
-
-    def route_truncated(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Length", "1000")
-        h.end_headers()
-        h.wfile.write(NAMES)  # then the connection closes
-
-    def route_declared_huge(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Length", str(10**12))
-        h.end_headers()
-        h.wfile.write(NAMES)
-
-    def route_endless(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.end_headers()
-        try:
-            for _ in range(10_000):  # 160 MB at most, far past any cap used here
-                h.wfile.write(b"abcdefghijklmno\n" * 1024)
-        except OSError:
-            pass  # the client gave up, as it should
-
-    def route_drip(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.end_headers()
-        try:
-            for _ in range(100):  # one byte every 0.2 s: each read is quick, the whole is not
-                h.wfile.write(b"a")
-                h.wfile.flush()
-                time.sleep(0.2)
-        except OSError:
-            pass
-
-    def route_private(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        if h.headers.get("Authorization") != "Basic dXNlcjpzM2NyM3Q=":  # user:s3cr3t
-            h.send_error(401)
-        else:
-            self.reply(h, NAMES)
-
-
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path / "cache"))
-    srv = Server()
-    yield srv
-    srv.close()
+NAMES = Server.NAMES
 
 
 def cached(tmp_path: Path) -> list[str]:

@@ -12,32 +12,14 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import microgpt_cli
+from conftest import DOCS, TINY, microgpt_cli
+from conftest import assert_one_line_error as one_line
 
 from microgpt import cli
 from microgpt.errors import MAX_MESSAGE
 from microgpt.limits import BASELINE_BYTES, Limits, check_fits, estimated_memory
 from microgpt.nn import GPTConfig
 from microgpt.train import Run, TrainConfig
-
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
-
-
-def one_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == status, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
 
 # --- sizes -----------------------------------------------------------------------------------
 

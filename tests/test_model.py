@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import TINY_SETTINGS as SMALL
+from original_design import OriginalGPT
 
 from microgpt import Value
 from microgpt.data import load_documents
@@ -17,11 +17,6 @@ from microgpt.errors import UsageError
 from microgpt.nn import GPT, GPTConfig, cross_entropy, layernorm, rmsnorm, softmax
 from microgpt.train import Run, TrainConfig
 
-if str(REPO_ROOT / "bench") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-from original_design import OriginalGPT  # noqa: E402
-
-SMALL: dict[str, Any] = {"n_embd": 8, "n_head": 2, "block_size": 8}
 TINY_DOCS = ["anna", "bob", "emma", "otto", "ava", "eve", "hannah", "ada"]
 
 

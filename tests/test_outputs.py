@@ -18,23 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PURE_REQUESTED, lines_of, microgpt_cli
+from conftest import PURE_REQUESTED, TINY, lines_of, microgpt_cli
 from conftest import assert_one_line_error as one_line_error
 
 from microgpt import checkpoint, files
 from microgpt.errors import UsageError
 from microgpt.runlog import LossLog
 
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 LONG_STEPS = 60 if PURE_REQUESTED else 600
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
 
 
 def train(data: Path, *args: object, steps: int = 2) -> subprocess.CompletedProcess[str]:

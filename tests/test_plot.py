@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import microgpt_cli
+from conftest import DOCS, microgpt_cli, ok
+from conftest import assert_one_line_error as refused
 
 from microgpt import plot
 from microgpt.errors import UsageError
@@ -24,25 +25,8 @@ from microgpt.runlog import read_log
 if not os.environ.get("CI"):  # CI installs the plot extra: there its absence fails
     pytest.importorskip("matplotlib")
 
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
 # Two layers of two heads: four attention panels, tiny enough for either engine.
 SMALL = ["--n-layer", "2", "--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def refused(result: subprocess.CompletedProcess[str], *words: str) -> str:
-    """A usage error: exit status 2 and one line on stderr naming the problem."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word in lines[0]
-    return lines[0]
 
 
 def is_png(path: Path) -> bool:

@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PURE_REQUESTED, lines_of, microgpt_cli
+from conftest import DOCS, PURE_REQUESTED, TINY, assert_one_line_error, lines_of, microgpt_cli
 
 from microgpt import checkpoint
-
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 
 
 def start_cli(*args: object, cwd: Path | None = None) -> subprocess.Popen[str]:
@@ -51,19 +48,6 @@ def drain(lines: queue.Queue[str], seen: list[str]) -> str:
     while (line := lines.get(timeout=120)) != "":
         seen.append(line)
     return "".join(seen)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Exit status 2, one line on stderr naming the problem, nothing on stdout."""
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("microgpt")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert result.stdout == ""
-    return lines[0]
 
 
 def final_state(path: Path) -> dict[str, Any]:

@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PURE_REQUESTED, microgpt_cli
+from conftest import PURE_REQUESTED, TINY, microgpt_cli
 
 from microgpt import checkpoint
 
 DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan", "zoë"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 LONG_STEPS = 60 if PURE_REQUESTED else 600
 # Fewer bytes of names than a pipe's buffer holds, so that without a flush per
 # line nothing would arrive before the end; enough to take a second or more.

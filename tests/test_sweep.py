@@ -19,27 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PURE_REQUESTED, microgpt_cli
+from conftest import PURE_REQUESTED, TINY, microgpt_cli, ok
+from conftest import assert_one_line_error as refused
 
 from microgpt import checkpoint, sweep
-
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def refused(result: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word in lines[0]
-    return lines[0]
 
 
 def losses(log: Path) -> list[float]:
@@ -50,13 +33,6 @@ def losses(log: Path) -> list[float]:
 def results(folder: Path) -> list[dict[str, str]]:
     with open(folder / "results.csv", encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
 
 
 def direct_train(data: Path, folder: Path, *flags: object) -> tuple[list[float], str]:

@@ -7,12 +7,12 @@ import math
 from typing import Any
 
 import pytest
+from conftest import TINY_SETTINGS as SMALL
 
 from microgpt.backend import engine
 from microgpt.train import NonFiniteLoss, Run, TrainConfig
 
 DOCS = ["anna", "bob", "cleo", "dan", "eve"]
-SMALL = {"n_embd": 8, "n_head": 2, "block_size": 8}
 
 
 def snapshot(run: Run) -> tuple[list[float], list[float], list[float], object, int]:
