@@ -1,16 +1,26 @@
-"""Graph inspection: the indented tree and the Graphviz DOT export."""
+"""Graph inspection: the indented tree, the Graphviz DOT export and the drawn picture."""
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from microgpt import Value
-from microgpt.graph import to_dot, tree
+from microgpt import Value, graph
+from microgpt.errors import UsageError
+from microgpt.graph import DRAW_LIMIT, draw, to_dot, tree
+from microgpt.nn import linear, vsum
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def square_of_sum() -> tuple[Any, Any, Any]:
@@ -110,3 +120,199 @@ def test_graphviz_renders_the_dot_text() -> None:
     done = subprocess.run(["dot", "-Tsvg"], input=to_dot(loss), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "<svg" in done.stdout
+
+
+def test_dot_names_a_fused_node_and_its_terms() -> None:
+    x, w = [Value(1.0), Value(2.0), Value(3.0)], [[Value(0.5)] * 3]
+    total = vsum([*linear(x, w), x[0]])
+    dot = to_dot(total)
+    assert 'label="dot of 3 terms"' in dot and 'label="sum of 2 terms"' in dot
+
+
+# --- draw(): pictures without the Graphviz program ------------------------------------
+
+try:
+    import matplotlib  # noqa: F401
+
+    HAVE_MATPLOTLIB = True
+except ImportError:
+    HAVE_MATPLOTLIB = False
+# CI installs the plot extra: there its absence fails the picture tests
+needs_matplotlib = pytest.mark.skipif(
+    not HAVE_MATPLOTLIB and not os.environ.get("CI"), reason="matplotlib is not installed"
+)
+
+
+@pytest.fixture
+def no_graphviz(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `dot` program anywhere: PATH is empty."""
+    monkeypatch.setenv("PATH", "")
+    assert shutil.which("dot") is None
+
+
+def svg_texts(svg: str) -> list[str]:
+    """The text of an SVG's <text> elements; parsing it checks it is XML."""
+    root = ET.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+@needs_matplotlib
+def test_draw_without_graphviz_writes_a_png_and_an_svg_that_show_the_ops(
+    no_graphviz: None, tmp_path: Path
+) -> None:
+    a, b, loss = square_of_sum()
+    picture = draw(loss, {"a": a, "b": b, "L": loss})
+    assert picture.note == "4 values, 2 ops"
+    png, svg = tmp_path / "graph.png", tmp_path / "graph.svg"
+    picture.save(png)
+    picture.save(svg)
+    data = png.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(png)
+    height, width = pixels.shape[:2]
+    assert width > 2 * height > 200  # output on the right, leaves on the left
+    assert pixels.min() < 0.2 and pixels.max() > 0.9  # something is drawn on the white
+    texts = svg_texts(svg.read_text(encoding="utf-8"))
+    for shown in ("**", "+", "a | data 2 | grad 10", "L | data 25 | grad 1", "10"):
+        assert shown in texts, (shown, texts)
+    assert "data 5 | grad 10" in texts  # s = a + b, unlabelled
+    # the PNG is drawn from the same figure
+    assert {"**", "+"} <= {t.get_text() for t in picture.figure().axes[0].texts}
+
+
+@needs_matplotlib
+def test_jupyter_shows_the_picture_inline(no_graphviz: None) -> None:
+    _, _, loss = square_of_sum()
+    picture = draw(loss)
+    assert picture._repr_png_().startswith(PNG_SIGNATURE)
+    assert "**" in svg_texts(picture._repr_svg_())
+    assert repr(picture) == "<graph picture: 4 values, 2 ops>"
+
+
+@needs_matplotlib
+def test_fused_nodes_are_drawn_as_such(no_graphviz: None) -> None:
+    x = [Value(0.5), Value(-1.0), Value(2.0)]
+    w = [[Value(0.1), Value(0.2), Value(0.3)], [Value(-0.3), Value(0.2), Value(-0.1)]]
+    out = vsum([h.tanh() for h in linear(x, w)]).relu()
+    out.backward()
+    texts = svg_texts(draw(out)._repr_svg_())
+    assert texts.count("dot of 3 terms") == 2
+    assert texts.count("sum of 2 terms") == 1
+    assert texts.count("tanh") == 2 and "relu" in texts
+    # a fused op's inputs carry no numbers (the key gives the rule); tanh's input does
+    assert f"{1 - math.tanh(0.5 * 0.1 - 1.0 * 0.2 + 2.0 * 0.3) ** 2:.4g}" in texts
+
+
+@needs_matplotlib
+def test_a_large_graph_is_summarised_quickly(no_graphviz: None) -> None:
+    leaves = [Value(float(i)) for i in range(200_000)]
+    big = vsum([v * 2.0 for v in leaves]).tanh()  # 400,002 nodes
+    started = time.perf_counter()
+    picture = draw(big)
+    assert time.perf_counter() - started < 5.0
+    assert picture.note == (
+        "40 values, 40 ops: the 40 values nearest the output of a larger graph "
+        "(max_nodes=40); '... N more' marks the inputs not drawn"
+    )
+    texts = svg_texts(picture._repr_svg_())
+    assert "sum of 200000 terms" in texts
+    assert "... 199962 more" in texts  # tanh, the sum and 38 of its terms are drawn
+    assert texts.count("... 1 more") == 38  # and each term's leaf is not
+    assert time.perf_counter() - started < 60.0
+
+
+def test_a_picture_too_big_to_read_is_refused() -> None:
+    _, _, loss = square_of_sum()
+    for bad in (0, DRAW_LIMIT + 1):
+        with pytest.raises(ValueError, match=rf"^max_nodes={bad}: a picture shows 1 to "):
+            draw(loss, max_nodes=bad)
+    with pytest.raises(ValueError, match="renderer must be one of"):
+        draw(loss, renderer="dot")
+
+
+def test_missing_matplotlib_is_one_line_naming_the_extra(no_graphviz: None) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"  # makes `import matplotlib` fail
+        "from microgpt import Value\n"
+        "from microgpt.graph import draw\n"
+        "from microgpt.errors import UsageError\n"
+        "try:\n"
+        "    draw(Value(1.0) * 2.0)\n"
+        "except UsageError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1
+    assert 'pip install "microgpt-exact[plot]"' in done.stdout
+    assert done.stderr == ""
+
+
+def test_graphviz_asked_for_but_not_installed(no_graphviz: None) -> None:
+    with pytest.raises(UsageError, match="needs Graphviz's dot program on PATH"):
+        draw(Value(1.0) * 2.0, renderer="graphviz")
+
+
+def fake_dot(folder: Path, body: str) -> None:
+    """A `dot` program in `folder` that runs the shell `body` (builtins only:
+    PATH holds nothing else) after reading the DOT text."""
+    program = folder / "dot"
+    program.write_text(f"#!/bin/sh\nwhile read -r line; do :; done\n{body}\n")
+    program.chmod(0o755)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
+def test_graphviz_draws_when_its_program_is_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dot(
+        tmp_path, "printf '<svg xmlns=\"http://www.w3.org/2000/svg\"><text>by dot</text></svg>'"
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))
+    _, _, loss = square_of_sum()
+    assert svg_texts(draw(loss)._repr_svg_()) == ["by dot"]  # auto: Graphviz when present
+    if HAVE_MATPLOTLIB:
+        assert "**" in svg_texts(draw(loss, renderer="matplotlib")._repr_svg_())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
+def test_a_failing_or_hanging_graphviz_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    _, _, loss = square_of_sum()
+    fake_dot(tmp_path, "echo 'Error: syntax error in line 1' >&2\nexit 1")
+    with pytest.raises(
+        UsageError,
+        match=r"^Graphviz's .*dot failed \(Error: syntax error in line 1\); "
+        r"draw\(\.\.\., renderer='matplotlib'\) avoids it$",
+    ):
+        draw(loss).render("svg")
+    fake_dot(tmp_path, "while :; do :; done")
+    monkeypatch.setattr(graph, "GRAPHVIZ_SECONDS", 1)
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match=r"dot failed \(took more than 1 s\)"):
+        draw(loss).render("png")
+    assert time.perf_counter() - started < 10
+
+
+@needs_matplotlib
+def test_save_never_overwrites_what_is_not_a_picture(no_graphviz: None, tmp_path: Path) -> None:
+    _, _, loss = square_of_sum()
+    picture = draw(loss)
+    notes = tmp_path / "notes.png"
+    notes.write_text("my notes")
+    with pytest.raises(UsageError, match="exists and is not a microgpt PNG picture; refusing"):
+        picture.save(notes)
+    assert notes.read_text() == "my notes"
+    with pytest.raises(UsageError, match=r"a graph picture is a \.png or \.svg file"):
+        picture.save(tmp_path / "graph.jpg")
+    with pytest.raises(UsageError, match="does not exist"):
+        picture.save(tmp_path / "missing" / "graph.svg")
+    again = tmp_path / "graph.svg"
+    picture.save(again)
+    picture.save(again)  # a picture is replaced
+    assert svg_texts(again.read_text(encoding="utf-8"))
