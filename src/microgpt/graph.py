@@ -503,7 +503,9 @@ def _figure(scene: _Scene) -> Figure:
     left = min(s.x - s.width / 2 for s in shapes) - MARGIN
     right = max(s.x + s.width / 2 for s in shapes) + MARGIN
     top = min(s.y for s in scene.shapes) - BOX_HEIGHT / 2 - MARGIN
-    key = KEY if len(scene.note) < 40 else f"{scene.note}\n{KEY}"
+    key = KEY + (FUSED_KEY if any(s.kind == "fused" for s in shapes) else "")
+    if "larger graph" in scene.note:
+        key = f"{scene.note}\n{key}"
     caption = 0.16 * (key.count("\n") + 1) + 0.1
     bottom = max(s.y for s in scene.shapes) + BOX_HEIGHT / 2 + MARGIN + caption
     width = max(right - left, 7.0)  # wide enough for the caption
@@ -523,8 +525,10 @@ def _figure(scene: _Scene) -> Figure:
 
 KEY = (
     "box: a value (label | data | grad), green: an input or weight;  oval: the op that "
-    "made the value on its right;\nnumber on an edge: the local gradient d(op)/d(input);  "
-    "orange: a fused op, one node for a whole sum\n(a dot's local gradients are "
+    "made the value on its right;\nnumber on an edge: the local gradient d(op)/d(input)"
+)
+FUSED_KEY = (
+    ";  orange: a fused op, one node for a whole sum\n(a dot's local gradients are "
     "d/dw_i = x_i and d/dx_i = w_i, a sum's are all 1)"
 )
 
