@@ -548,14 +548,16 @@ def _draw_edge(ax: Axes, path: list[_Shape], text: str) -> None:
         path=Line(points), arrowstyle="-|>", mutation_scale=9, color="0.45", lw=0.9, zorder=1
     )
     ax.add_artist(arrow)  # not add_patch: the limits are set, and updating them is slow
-    if text:  # just right of the input, beside the edge on its outer side
+    if text:  # halfway across the gap after the input
         (x0, y0), (x1, y1) = points[0], points[1]
-        x = x0 + len(text) * EDGE_CHAR / 2 + 0.06
-        y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-        rising = y1 < y0  # on the page: the label goes under it
+        level = abs(y1 - y0) < 0.05
+        # above a level edge (on it, "-10-" could read as minus ten); on a
+        # sloping one, breaking the line, so that it is clear whose it is
         ax.text(
-            x, y + (0.03 if rising else -0.03), text, fontsize=EDGE_FONT, family="monospace",
-            color="#8a3b00", ha="center", va="top" if rising else "bottom", zorder=3,
+            (x0 + x1) / 2, (y0 + y1) / 2 - (0.03 if level else 0.0), text, fontsize=EDGE_FONT,
+            family="monospace", color="#8a3b00", ha="center",
+            va="bottom" if level else "center", zorder=3,
+            bbox=None if level else {"facecolor": "white", "edgecolor": "none", "pad": 1.5},
         )  # fmt: skip
 
 
