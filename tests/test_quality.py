@@ -16,7 +16,7 @@ pytestmark = [
     ),
 ]
 
-CHECKED = ["src", "tests", "bench", "build_tools", "setup.py"]
+CHECKED = ["src", "tests", "bench", "build_tools", "setup.py", "docs/notebooks"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
