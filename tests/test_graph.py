@@ -316,3 +316,16 @@ def test_save_never_overwrites_what_is_not_a_picture(no_graphviz: None, tmp_path
     picture.save(again)
     picture.save(again)  # a picture is replaced
     assert svg_texts(again.read_text(encoding="utf-8"))
+
+
+@needs_matplotlib
+def test_labels_and_op_names_are_shown_as_one_short_line(no_graphviz: None) -> None:
+    x = Value(2.0)
+    odd = Value(4.0, (x,), (4.0,), "square $of$ x")  # "$...$" is not matplotlib's maths here
+    odd.backward()
+    label = "price in $\nafter " + "tax " * 30
+    texts = svg_texts(draw(odd, {label: x})._repr_svg_())
+    (box,) = [t for t in texts if t.endswith("| data 2 | grad 4")]
+    assert box.startswith("price in $\\nafter[...] tax tax")
+    assert len(box) <= graph.LABEL_CHARS + len(" | data 2 | grad 4")
+    assert "square $of$ x" in texts

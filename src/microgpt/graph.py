@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from microgpt.errors import UsageError
+from microgpt.errors import UsageError, one_line
+from microgpt.settings import shorten
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -195,6 +196,7 @@ BOX_HEIGHT = 0.34
 ROW = 0.55  # from one box's centre to the next in a column
 GAP = 0.45  # between columns, before room for the edge labels
 MARGIN = 0.25
+LABEL_CHARS = 40  # a longer label or op name is elided in the middle
 
 _COLOURS = {  # kind -> (fill, outline)
     "leaf": ("#e3f1e3", "#4a8a4a"),
@@ -395,7 +397,7 @@ def _scene(root: Value, labels: Mapping[str, Value], max_nodes: int) -> _Scene:
             continue
         op = len(scene.shapes)
         fused = _op_name(node) in FUSED_OPS
-        scene.shapes.append(_Shape("fused" if fused else "op", op_label(node)))
+        scene.shapes.append(_Shape("fused" if fused else "op", _shown(op_label(node))))
         scene.edges.append((op, i, ""))
         grads: dict[int, list[str]] = {}  # an input used twice (x * x) gets one edge
         hidden: set[int] = set()
@@ -422,10 +424,15 @@ def _scene(root: Value, labels: Mapping[str, Value], max_nodes: int) -> _Scene:
     return scene
 
 
+def _shown(text: str) -> str:
+    """A label or op name as one short line of a box."""
+    return shorten(one_line(text), LABEL_CHARS)
+
+
 def _value_shape(node: Value, name: str | None, is_root: bool) -> _Shape:
     text = f"data {node.data:.4g} | grad {node.grad:.4g}"
     if name is not None:
-        text = f"{name} | {text}"
+        text = f"{_shown(name)} | {text}"
     kind = "root" if is_root else "value" if node.children else "leaf"
     return _Shape(kind, text)
 
@@ -555,7 +562,7 @@ def _draw_edge(ax: Axes, path: list[_Shape], text: str) -> None:
         # sloping one, breaking the line, so that it is clear whose it is
         ax.text(
             (x0 + x1) / 2, (y0 + y1) / 2 - (0.03 if level else 0.0), text, fontsize=EDGE_FONT,
-            family="monospace", color="#8a3b00", ha="center",
+            family="monospace", color="#8a3b00", ha="center", parse_math=False,
             va="bottom" if level else "center", zorder=3,
             bbox=None if level else {"facecolor": "white", "edgecolor": "none", "pad": 1.5},
         )  # fmt: skip
@@ -579,7 +586,7 @@ def _draw_shape(ax: Axes, shape: _Shape) -> None:
         )
         ax.add_artist(box)
     ax.text(
-        shape.x, shape.y, shape.text, fontsize=FONT, family="monospace", zorder=3,
+        shape.x, shape.y, shape.text, fontsize=FONT, family="monospace", zorder=3, parse_math=False,
         ha="center", va="center", color="0.4" if shape.kind == "more" else "black",
         fontweight="bold" if shape.kind == "fused" else "normal",
     )  # fmt: skip
