@@ -264,18 +264,32 @@ def fake_dot(folder: Path, body: str) -> None:
     program.chmod(0o755)
 
 
+FAKE_SVG = """printf '<svg xmlns="http://www.w3.org/2000/svg"><text>by dot</text></svg>'"""
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
-def test_graphviz_draws_when_its_program_is_on_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake_dot(
-        tmp_path, "printf '<svg xmlns=\"http://www.w3.org/2000/svg\"><text>by dot</text></svg>'"
-    )
+def test_graphviz_draws_when_asked_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dot(tmp_path, FAKE_SVG)
     monkeypatch.setenv("PATH", str(tmp_path))
     _, _, loss = square_of_sum()
-    assert svg_texts(draw(loss)._repr_svg_()) == ["by dot"]  # auto: Graphviz when present
-    if HAVE_MATPLOTLIB:
-        assert "**" in svg_texts(draw(loss, renderer="matplotlib")._repr_svg_())
+    assert svg_texts(draw(loss, renderer="graphviz")._repr_svg_()) == ["by dot"]
+    if HAVE_MATPLOTLIB:  # auto: matplotlib first, the same picture on every machine
+        assert "**" in svg_texts(draw(loss)._repr_svg_())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
+def test_without_matplotlib_graphviz_draws(tmp_path: Path) -> None:
+    fake_dot(tmp_path, FAKE_SVG)
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from microgpt import Value\n"
+        "from microgpt.graph import draw\n"
+        "print(draw(Value(1.0) * 2.0)._repr_svg_())\n"
+    )
+    env = {**os.environ, "PATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert svg_texts(done.stdout) == ["by dot"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
@@ -290,12 +304,12 @@ def test_a_failing_or_hanging_graphviz_is_one_line(
         match=r"^Graphviz's .*dot failed \(Error: syntax error in line 1\); "
         r"draw\(\.\.\., renderer='matplotlib'\) avoids it$",
     ):
-        draw(loss).render("svg")
+        draw(loss, renderer="graphviz").render("svg")
     fake_dot(tmp_path, "while :; do :; done")
     monkeypatch.setattr(graph, "GRAPHVIZ_SECONDS", 1)
     started = time.perf_counter()
     with pytest.raises(UsageError, match=r"dot failed \(took more than 1 s\)"):
-        draw(loss).render("png")
+        draw(loss, renderer="graphviz").render("png")
     assert time.perf_counter() - started < 10
 
 

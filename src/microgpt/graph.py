@@ -248,13 +248,13 @@ def draw(
     to its left (a fused `dot` or `sum`, one node for a whole sum of terms, a
     darker box saying how many); each edge into an op carries the local
     gradient d(op)/d(input). Only the `max_nodes` values nearest `root` are
-    drawn (at most DRAW_LIMIT); where the graph goes on, a "more" mark says
-    how many inputs are not shown.
+    drawn (at most DRAW_LIMIT = 100: `tree` and `to_dot` show any size); where
+    the graph goes on, a "... N more" mark says how many inputs are not shown.
 
     In Jupyter the picture shows itself; `.save("graph.png")` (or .svg)
     writes it. `renderer`: "matplotlib" (the plot extra), "graphviz" (needs
-    Graphviz's `dot` program), or "auto": Graphviz when `dot` is on PATH,
-    else matplotlib.
+    Graphviz's `dot` program; draws `to_dot`'s boxes), or "auto": matplotlib
+    when it is installed, else Graphviz when `dot` is on PATH.
     """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {', '.join(RENDERERS)}, not {renderer!r}")
@@ -263,19 +263,36 @@ def draw(
             f"max_nodes={max_nodes}: a picture shows 1 to {DRAW_LIMIT} values; "
             f"tree() or to_dot() show more"
         )
-    dot = shutil.which("dot") if renderer != "matplotlib" else None
-    if renderer == "graphviz" and dot is None:
+    dot = _renderer(renderer)
+    scene = _scene(root, labels or {}, max_nodes)
+    dot_text = to_dot(root, labels, max_nodes) if dot is not None else None
+    return GraphPicture(scene, dot, dot_text)
+
+
+def _renderer(renderer: str) -> str | None:
+    """Graphviz's `dot` program, or None for matplotlib, checked now rather
+    than when the picture is first shown."""
+    from microgpt.plot import require_matplotlib
+
+    if renderer == "auto":  # matplotlib draws the same picture everywhere; else Graphviz
+        try:
+            require_matplotlib()
+            return None
+        except UsageError:
+            dot = shutil.which("dot")
+            if dot is None:
+                raise
+            return dot
+    if renderer == "matplotlib":
+        require_matplotlib()
+        return None
+    dot = shutil.which("dot")
+    if dot is None:
         raise UsageError(
             "renderer='graphviz' needs Graphviz's dot program on PATH; "
             "renderer='matplotlib' needs only the plot extra"
         )
-    if dot is None:
-        from microgpt.plot import require_matplotlib
-
-        require_matplotlib()  # now, not when the picture is first shown
-    scene = _scene(root, labels or {}, max_nodes)
-    dot_text = to_dot(root, labels, max_nodes) if dot is not None else None
-    return GraphPicture(scene, dot, dot_text)
+    return dot
 
 
 class GraphPicture:
@@ -319,12 +336,12 @@ class GraphPicture:
     def save(self, path: str | Path) -> None:
         """Write the picture to `path`, a .png or .svg file, atomically. An
         existing file is replaced only if it is a picture of that format."""
-        from microgpt.files import check_output, write_atomic
+        from microgpt.files import check_output, show, write_atomic
 
         suffix = Path(path).suffix.lower()
         fmt = PICTURE_FORMATS.get(suffix)
         if fmt is None:
-            raise UsageError(f"{path}: a graph picture is a .png or .svg file")
+            raise UsageError(f"{show(path)}: a graph picture is a .png or .svg file")
         target = check_output(path, "save", f"{suffix[1:].upper()} picture", _is_picture(fmt))
         data = self.render(fmt)
         write_atomic(target, lambda fd: _write_all(fd, data))
