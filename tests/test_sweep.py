@@ -163,7 +163,7 @@ def test_a_folder_of_another_sweep_is_left_alone(data: Path, tmp_path: Path) -> 
     command = ["sweep", "--grid", "lr=0.01", "--data", data, *TINY, "--samples", 0, "--out", out]
     ok(microgpt_cli(*command, "--steps", 3))
     before = (out / "lr=0.01" / "checkpoint.json").read_bytes()
-    refused(microgpt_cli(*command, "--steps", 4), "lr=0.01", "other train flags")
+    refused(microgpt_cli(*command, "--steps", 4), "--steps=3", "other train flags")
     assert (out / "lr=0.01" / "checkpoint.json").read_bytes() == before
 
 

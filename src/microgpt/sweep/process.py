@@ -1,0 +1,93 @@
+"""One run's `microgpt train` process, started and watched where the
+executor puts it: a thread of the sweep, or a Dask worker.
+
+The process is the installed package's (`-m microgpt.sweep.child`, never a
+`microgpt.py` of the current folder: it starts in the run's folder, which
+holds only the sweep's files, and with `-P` where Python has it). It runs in
+a session of its own, so a Ctrl-C at the terminal reaches the sweep alone,
+which asks each run to stop once (SIGTERM, through a stop file in the
+sweep's folder that a Dask worker sees too); and it stops when its parent
+dies (see `microgpt.sweep.child`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from microgpt.sweep.folder import STOP_FILE
+
+POLL_SECONDS = 0.2
+# -P: the current folder is not put on the module path (Python 3.11+).
+SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt at a run ended (returncode None: not started, the sweep is stopping)."""
+
+    returncode: int | None
+    seconds: float
+    error: str = ""
+    where: str = ""
+
+
+def command(train_args: list[str]) -> list[str]:
+    """The command line of a run's process; its parent is this process."""
+    child = [sys.executable, *SAFE_PATH, "-m", "microgpt.sweep.child", str(os.getpid())]
+    return [*child, "train", *train_args]
+
+
+def train_process(train_args: list[str], folder: str) -> Attempt:
+    """Run `microgpt train TRAIN_ARGS` in the run's `folder` and wait for it."""
+    run_folder = Path(folder)
+    stop = run_folder.parent / STOP_FILE
+    if stop.exists():
+        return Attempt(None, 0.0)
+    started = time.perf_counter()
+    with (
+        open(run_folder / "samples.txt", "a", encoding="utf-8", opener=_no_follow) as out,
+        open(run_folder / "stderr.txt", "a", encoding="utf-8", opener=_no_follow) as err,
+    ):
+        process = subprocess.Popen(
+            command(train_args),
+            cwd=run_folder,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        returncode = _wait(process, stop)
+    error = _last_line(run_folder / "stderr.txt") if returncode else ""
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    return Attempt(returncode, time.perf_counter() - started, error, where)
+
+
+def _wait(process: subprocess.Popen[bytes], stop: Path) -> int:
+    asked = False
+    while True:
+        try:
+            return process.wait(POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            if not asked and stop.exists():
+                process.send_signal(signal.SIGTERM)  # train saves, then exits
+                asked = True  # a second SIGTERM would stop it without saving
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace", opener=_no_follow) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
