@@ -3,9 +3,12 @@
     python -P -m microgpt.sweep.child PARENT_PID train ARGS...
 
 When the process that started it (the sweep, or a Dask worker) dies, even by
-SIGKILL, the run gets SIGTERM, which train answers by saving its checkpoint
-and stopping, as it does for Ctrl-C. On Linux the kernel sends the signal
-(prctl PR_SET_PDEATHSIG); elsewhere a thread checks the parent every second.
+SIGKILL, the run gets one SIGTERM, which train answers by saving its
+checkpoint and stopping, as it does for Ctrl-C. On Linux the kernel tells
+(prctl PR_SET_PDEATHSIG, with SIGUSR1: it is sent each time a thread of the
+parent that the child was handed to ends, and a second SIGTERM would stop
+train without saving, so SIGTERM is sent once, when the parent is gone);
+elsewhere a thread checks the parent every second.
 """
 
 from __future__ import annotations
@@ -28,29 +31,45 @@ def main(argv: list[str]) -> int:
     return cli.main(argv[1:])
 
 
+class _Orphan:
+    """Sends this process SIGTERM once, when its parent is gone."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+        self.told = False
+
+    def check(self, *_: object) -> None:
+        if not self.told and os.getppid() != self.parent:
+            self.told = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def watch(self) -> None:
+        while not self.told:
+            time.sleep(WATCH_SECONDS)
+            self.check()
+
+
 def follow(parent: int) -> None:
-    """SIGTERM this process when `parent` is no longer its parent."""
-    if not _death_signal():
-        threading.Thread(target=_watch, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:  # it died before the signal was asked for
-        os.kill(os.getpid(), signal.SIGTERM)
+    """SIGTERM this process, once, when `parent` is no longer its parent."""
+    orphan = _Orphan(parent)
+    if not _death_signal(orphan):
+        threading.Thread(target=orphan.watch, daemon=True).start()
+    orphan.check()  # it may have died before it could be followed
 
 
-def _death_signal() -> bool:
-    """Ask the kernel for SIGTERM when the parent dies; False where it cannot."""
+def _death_signal(orphan: _Orphan) -> bool:
+    """Have the kernel signal the parent's death; False where it cannot."""
     if not sys.platform.startswith("linux"):
         return False
+    previous = signal.signal(signal.SIGUSR1, orphan.check)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)) == 0
+        if int(libc.prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)) == 0:
+            return True
     except (OSError, AttributeError):
-        return False
-
-
-def _watch(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(WATCH_SECONDS)
-    os.kill(os.getpid(), signal.SIGTERM)
+        pass
+    signal.signal(signal.SIGUSR1, previous)
+    return False
 
 
 if __name__ == "__main__":

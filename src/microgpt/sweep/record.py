@@ -3,13 +3,13 @@
     {"format": "microgpt-sweep-run", "version": 1,
      "train_flags": ["--steps=500", "--lr=0.01", ...],   secrets taken out
      "seconds": 12.5, "ran_on": ["host:pid", ...],
-     "result": {"checkpoint_step": 500, "log_bytes": 40211, "log_sha256": "...",
+     "result": {"checkpoint_step": 500, "checkpoint_sha256": "...", "log_sha256": "...",
                 "final_loss": 2.1, "mean_loss": 2.3, "val_loss": null}}
 
 `result` is what the sweep read when it saw the run finish, and says which
-checkpoint step and which log (by size and hash) it summarises: if either
-has changed since (the run was continued by hand), the sweep sees it and
-reads them again rather than report stale numbers.
+checkpoint (its step and hash) and which log (its hash) it summarises: if
+either has changed since (the run was continued or redone by hand), the
+sweep sees it and reads them again rather than report stale numbers.
 """
 
 from __future__ import annotations
@@ -37,28 +37,22 @@ FILE = "run.json"
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished run's losses, and the checkpoint step and log they come from."""
+    """A finished run's losses, and the checkpoint and log they come from
+    (the checkpoint's step and the hashes of both files)."""
 
     checkpoint_step: int
-    log_bytes: int
+    checkpoint_sha256: str
     log_sha256: str
     final_loss: float
     mean_loss: float
     val_loss: float | None = None
 
-    @classmethod
-    def of(cls, step: int, log: RunLog, raw_log: bytes) -> RunResult:
-        final, mean = log.final_loss(), log.mean_loss()
-        assert final is not None and mean is not None  # a finished run has logged steps
-        digest = hashlib.sha256(raw_log).hexdigest()
-        return cls(step, len(raw_log), digest, final, mean, log.final_val_loss())
-
-    def summarises(self, step: int, raw_log: bytes) -> bool:
-        """Whether this is the result of this checkpoint step and this log."""
-        return (
-            self.checkpoint_step == step
-            and self.log_bytes == len(raw_log)
-            and self.log_sha256 == hashlib.sha256(raw_log).hexdigest()
+    def summarises(self, files: RunFiles) -> bool:
+        """Whether this is the result of these very files."""
+        return (self.checkpoint_step, self.checkpoint_sha256, self.log_sha256) == (
+            files.step,
+            files.checkpoint_sha256,
+            files.log_sha256,
         )
 
 
@@ -142,7 +136,6 @@ def _result(raw: Any) -> RunResult:
     result = RunResult(**raw)
     numbers: dict[str, Any] = {
         "checkpoint_step": result.checkpoint_step,
-        "log_bytes": result.log_bytes,
         "final_loss": result.final_loss,
         "mean_loss": result.mean_loss,
         "val_loss": 0.0 if result.val_loss is None else result.val_loss,
@@ -154,8 +147,8 @@ def _result(raw: Any) -> RunResult:
             or not math.isfinite(value)
         ):
             raise ValueError(f"result.{name} is not a number")
-    if not isinstance(result.log_sha256, str):
-        raise ValueError("result.log_sha256 is not a text")
+    if not isinstance(result.log_sha256, str) or not isinstance(result.checkpoint_sha256, str):
+        raise ValueError("result's hashes are not texts")
     return result
 
 
@@ -171,32 +164,71 @@ def progress(spec: RunSpec, limits: Limits) -> tuple[int, int] | None:
     return ckpt.step, ckpt.train_config.steps
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """A finished run's checkpoint and log, as the sweep reads them."""
+
+    step: int
+    checkpoint_sha256: str
+    log_sha256: str
+    settings: dict[str, Any]  # the checkpoint's
+
+
+def _files(spec: RunSpec, limits: Limits) -> RunFiles | None:
+    """The finished run's files; None if it has not finished."""
+    if not os.path.lexists(spec.checkpoint) or not os.path.lexists(spec.log):
+        return None
+    cap = limits.max_checkpoint_size
+    raw = read_capped(spec.checkpoint, cap, "checkpoint", "--max-checkpoint-size")
+    ckpt = checkpoint.load(spec.checkpoint, limits)
+    if ckpt.step != ckpt.train_config.steps:
+        return None
+    log = read_capped(spec.log, limits.max_data_size, "log", "--max-data-size")
+    # as a log's header holds them: through JSON
+    settings = json.loads(
+        json.dumps({**ckpt.model_config.to_dict(), **ckpt.train_config.to_dict()})
+    )
+    return RunFiles(ckpt.step, _sha256(raw), _sha256(log), settings)
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
 def finished_result(spec: RunSpec, limits: Limits, say: Callable[[str], None]) -> RunResult | None:
     """The result of a finished run, None if it is not finished. The recorded
-    result is used if it still summarises the run's checkpoint step and log;
-    if not (the run was continued or redone by hand) both are read again, and
-    the record updated. A log that does not reach the checkpoint's step (the
-    run was continued without its log) is not a result."""
-    at = progress(spec, limits)
-    if at is None or at[0] != at[1] or not os.path.lexists(spec.log):
+    result is used while it summarises the run's checkpoint and log; if they
+    changed (the run was continued or redone by hand) they are read again and
+    the record updated, and a log that is not the checkpoint's (it ends at
+    another step, or has other settings) is no result."""
+    files = _files(spec, limits)
+    if files is None:
         return None
-    raw = read_capped(spec.log, limits.max_data_size, "log", "--max-data-size")
     saved = read(spec.folder) or RunRecord(tuple(spec.public_flags))
-    if saved.result is not None and saved.result.summarises(at[0], raw):
+    if saved.result is not None and saved.result.summarises(files):
         return saved.result
     log = read_log(spec.log, limits.max_data_size)
-    if not log.steps or log.steps[-1] != at[0]:
-        last = log.steps[-1] if log.steps else 0
-        say(
-            f"sweep: run {spec.name} is not listed: its log ends at step {last} but its "
-            f"checkpoint is at step {at[0]} (continued without its log?)"
-        )
+    problem = _mismatch(files, log)
+    if problem:
+        say(f"sweep: run {spec.name} is not listed: {problem}; remove its folder to train it again")
         return None
-    result = RunResult.of(at[0], log, raw)
+    final, mean = log.final_loss(), log.mean_loss()
+    assert final is not None and mean is not None  # _mismatch saw the last step
+    result = RunResult(
+        files.step, files.checkpoint_sha256, files.log_sha256, final, mean, log.final_val_loss()
+    )
     if saved.result is not None:
-        say(
-            f"sweep: run {spec.name} changed since it was recorded (checkpoint step "
-            f"{saved.result.checkpoint_step} -> {at[0]}, or its log); its results were read again"
-        )
+        say(f"sweep: run {spec.name} changed since it was recorded; its results were read again")
     write(spec.folder, replace(saved, result=result))
     return result
+
+
+def _mismatch(files: RunFiles, log: RunLog) -> str:
+    """Why `log` is not the log of the checkpoint in `files` ("" if it is)."""
+    last = log.steps[-1] if log.steps else 0
+    if last != files.step:
+        return f"its log ends at step {last}, its checkpoint at step {files.step}"
+    logged = (log.header or {}).get("settings")
+    if isinstance(logged, dict) and logged != files.settings:
+        return "its log was written with other settings than its checkpoint's"
+    return ""

@@ -1,0 +1,468 @@
+"""A sweep at its edges: its folder is its own, its runs stop with it, its
+checks come before any run, and nothing it writes or prints holds a secret.
+
+Every sweep runs in a real subprocess; the processes a sweep starts are
+found by their command lines (Linux /proc), and any left over is killed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PURE_REQUESTED, microgpt_cli
+from test_data import _Server
+
+from microgpt import checkpoint
+from microgpt.errors import UsageError
+from microgpt.limits import Limits
+from microgpt.sweep import plan, record
+
+DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
+TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
+# A run that is still training a few seconds after it starts.
+LONG = 400 if PURE_REQUESTED else 8000
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds processes in /proc")
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def results(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "results.csv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def losses(log: Path) -> list[float]:
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    return [r["loss"] for r in records if "loss" in r]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    return path
+
+
+def sweep(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return microgpt_cli("sweep", *args, cwd=cwd)
+
+
+def start(*args: object) -> subprocess.Popen[str]:
+    """A sweep in the background (stdout and stderr to pipes)."""
+    command = [sys.executable, "-m", "microgpt", "sweep", *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def processes_of(folder: Path) -> set[int]:
+    """The processes whose command line names `folder` (a sweep and its runs)."""
+    pids = set()
+    needle = str(folder).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            continue
+        if needle in cmdline and not zombie:
+            pids.add(int(entry))
+    return pids
+
+
+def wait_gone(folder: Path, seconds: float = 60) -> set[int]:
+    """Wait for every process of `folder` to end; those still there after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (left := processes_of(folder)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[Path]]:
+    """Folders whose processes are killed at the end of the test, whatever happened."""
+    folders: list[Path] = []
+    yield folders
+    for folder in folders:
+        for pid in processes_of(folder):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def wait_for(predicate: object, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.02)
+    assert predicate(), "timed out"  # type: ignore[operator]
+
+
+def logged_steps(log: Path) -> int:
+    try:
+        return log.read_text(encoding="utf-8").count('"loss"')
+    except OSError:
+        return 0
+
+
+# --- the folder is the sweep's ------------------------------------------------------------
+
+
+def test_a_folder_that_is_not_a_sweeps_is_refused_and_left_as_it_was(
+    data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.csv").write_text("my own results\n", encoding="utf-8")
+    (out / "loss.png").write_bytes(b"\x89PNG\r\n\x1a\nmine")
+    command = ["--grid", "lr=0.01", "--data", data, *TINY, "--steps", 3, "--samples", 0]
+    refused(sweep(*command, "--out", out), "not empty", "holds no sweep")
+    assert (out / "results.csv").read_text(encoding="utf-8") == "my own results\n"
+    assert (out / "loss.png").read_bytes() == b"\x89PNG\r\n\x1a\nmine"
+    assert sorted(os.listdir(out)) == ["loss.png", "results.csv"]
+
+    # a folder named like a run, holding someone's log
+    other = tmp_path / "other"
+    (other / "lr=0.01").mkdir(parents=True)
+    (other / "lr=0.01" / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n', encoding="utf-8")
+    refused(sweep(*command, "--out", other), "holds no sweep")
+    assert losses(other / "lr=0.01" / "log.jsonl") == [9.0]
+
+
+def test_a_sweep_of_another_grid_is_refused_and_the_same_grid_continues(
+    data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sweep"
+    common = ["--data", data, *TINY, "--steps", 3, "--samples", 0, "--out", out]
+    ok(sweep("--grid", "lr=0.01,0.02", *common))
+    refused(sweep("--grid", "lr=0.01,0.03", *common), "another grid", "lr=0.01,0.02")
+    again = ok(sweep("--grid", "lr=0.01,0.02", *common))
+    assert "2 finished before, 0 to resume, 0 to start" in again.stderr
+    assert json.loads((out / "sweep.json").read_text(encoding="utf-8"))["grid"] == {
+        "lr": ["0.01", "0.02"]
+    }
+
+
+def test_nothing_in_the_folder_is_followed_through_a_link(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    command = ["--grid", "lr=0.01,0.02", "--data", data, *TINY, "--steps", 3, "--samples", 0,
+               "--out", out]  # fmt: skip
+    ok(sweep(*command))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n", encoding="utf-8")
+    # the fixed temporary name of results.csv, pointing outside the sweep
+    (out / ".results.csv.tmp").symlink_to(victim)
+    ok(sweep(*command))
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert [row["run"] for row in results(out)] == ["lr=0.01", "lr=0.02"]
+
+    # results.csv itself a link to a file outside
+    (out / "results.csv").unlink()
+    (out / "results.csv").symlink_to(victim)
+    refused(sweep(*command), "results.csv", "symbolic link")
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    (out / "results.csv").unlink()
+
+    # a run folder that is a link to a folder elsewhere
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in os.listdir(out / "lr=0.02"):
+        os.unlink(out / "lr=0.02" / name)
+    os.rmdir(out / "lr=0.02")
+    (out / "lr=0.02").symlink_to(elsewhere, target_is_directory=True)
+    refused(sweep(*command), "lr=0.02", "symbolic link")
+    assert os.listdir(elsewhere) == []
+
+    # a run's file that is a link
+    (out / "lr=0.02").unlink()
+    os.unlink(out / "lr=0.01" / "samples.txt")
+    (out / "lr=0.01" / "samples.txt").symlink_to(victim)
+    refused(sweep(*command), "samples.txt", "symbolic link")
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+
+    # a file the sweep did not make, in a run folder
+    (out / "lr=0.01" / "samples.txt").unlink()
+    (out / "lr=0.01" / "notes.txt").write_text("mine\n", encoding="utf-8")
+    refused(sweep(*command), "notes.txt", "not made by the sweep")
+
+
+@needs_proc
+def test_one_sweep_at_a_time_on_a_folder(data: Path, tmp_path: Path, cleanup: list[Path]) -> None:
+    out = tmp_path / "sweep"
+    cleanup.append(out)
+    command = ["--grid", "lr=0.01", "--data", data, *TINY, "--steps", LONG, "--samples", 0,
+               "--out", out]  # fmt: skip
+    first = start(*command)
+    log = out / "lr=0.01" / "log.jsonl"
+    wait_for(lambda: logged_steps(log) > 5 or first.poll() is not None)
+    refused(sweep(*command), "another microgpt run", str(first.pid))
+    assert logged_steps(log) > 5  # the second sweep deleted nothing
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, stderr
+    assert wait_gone(out) == set()
+
+
+# --- the runs are the sweep's children ---------------------------------------------------
+
+
+@needs_proc
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP"])
+def test_a_killed_or_hung_up_sweep_stops_its_runs_and_they_save(
+    how: str, data: Path, tmp_path: Path, cleanup: list[Path]
+) -> None:
+    out = tmp_path / "sweep"
+    cleanup.append(out)
+    command = ["--grid", "lr=0.01,0.02", "--data", data, *TINY, "--steps", LONG,
+               "--samples", 0, "--save-every", 100000, "--out", out, "--workers", 2]  # fmt: skip
+    first = start(*command)
+    logs = [out / "lr=0.01" / "log.jsonl", out / "lr=0.02" / "log.jsonl"]
+    wait_for(lambda: all(logged_steps(log) > 5 for log in logs) or first.poll() is not None)
+    if how == "SIGHUP":
+        assert first.stderr is not None
+        first.stderr.close()  # as a closed terminal: stderr is gone too
+    first.send_signal(getattr(signal, how))
+    first.wait(timeout=120)
+    assert wait_gone(out) == set()  # no run goes on training
+    for log in logs:
+        saved = checkpoint.load(log.with_name("checkpoint.json")).step
+        assert 5 < saved < LONG  # stopped, and saved where it stopped (no periodic save)
+        assert logged_steps(log) >= saved
+    if how == "SIGHUP":
+        assert first.returncode == 128 + signal.SIGHUP
+        assert [row["run"] for row in results(out)] == []  # unfinished runs are never listed
+
+
+def test_runs_start_the_installed_package_not_a_file_of_the_current_folder(
+    data: Path, tmp_path: Path
+) -> None:
+    # The original single-file microgpt is named exactly this.
+    work = tmp_path / "work"
+    work.mkdir()
+    hijacked = tmp_path / "hijacked"
+    (work / "microgpt.py").write_text(
+        f"open({str(hijacked)!r}, 'w').close()\n", encoding="utf-8"
+    )  # fmt: skip
+    code = "import sys; del sys.path[0]; from microgpt.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "sweep", "--grid", "lr=0.01,0.02", "--data", str(data),
+         *TINY, "--steps", "3", "--samples", "0", "--out", "sweep"],
+        capture_output=True, text=True, timeout=300, cwd=work,
+    )  # fmt: skip
+    ok(result)
+    assert not hijacked.exists()
+    assert [row["run"] for row in results(work / "sweep")] == ["lr=0.01", "lr=0.02"]
+
+
+# --- checked before the first run ---------------------------------------------------------
+
+
+def test_bad_data_is_found_before_any_folder_is_made(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    refused(sweep("--grid", "lr=0.01", "--data", tmp_path / "missing.txt", "--out", out),
+            "missing.txt", "not found")  # fmt: skip
+    assert not out.exists()
+    (tmp_path / "a.txt").write_text("ann\n", encoding="utf-8")
+    refused(sweep("--grid", f"data={tmp_path / 'a.txt'},{tmp_path / 'b.txt'}", "--out", out),
+            "b.txt", "not found")  # fmt: skip
+    assert not out.exists()
+
+
+@pytest.mark.skipif(PURE_REQUESTED, reason="no training: once is enough (the wait is 10 s)")
+def test_an_unreachable_scheduler_is_found_before_any_folder_is_made(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    out = tmp_path / "sweep"
+    refused(sweep("--grid", "lr=0.01", "--out", out, "--dask", "tcp://127.0.0.1:9"),
+            "cannot reach the scheduler")  # fmt: skip
+    assert not out.exists()
+
+
+def test_a_grid_has_a_size_limit(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    seeds = ",".join(str(i) for i in range(1001))
+    refused(sweep("--grid", f"seed={seeds}", "--out", out), "1,001 runs", "--max-runs")
+    refused(sweep("--grid", "seed=1,2,3", "--grid", "lr=0.1,0.2", "--max-runs", 5, "--out", out),
+            "6 runs (3 x 2)", "limit of 5")  # fmt: skip
+    assert not out.exists()
+
+
+def test_values_that_begin_with_a_dash_reach_train(tmp_path: Path) -> None:
+    data = tmp_path / "names.txt"
+    data.write_text("-ann\n-bo\nann-bo\n", encoding="utf-8")
+    out = tmp_path / "sweep"
+    result = ok(sweep("--grid", "prompt=-a,-b", "--data", data, *TINY, "--steps", 3,
+                      "--samples", 2, "--out", out))  # fmt: skip
+    assert result.stderr.count(": done in ") == 2
+    for run, prompt in (("prompt=-a", "-a"), ("prompt=-b", "-b")):
+        samples = (out / run / "samples.txt").read_text(encoding="utf-8").splitlines()
+        assert len(samples) == 2 and all(s.startswith(prompt) for s in samples)
+
+
+def test_run_names_never_collide() -> None:
+    assert plan.run_name({"n-embd": "8", "lr": "0.01"}) == "n-embd=8_lr=0.01"
+    # names that differ only in case are one file on some filesystems
+    upper, lower = plan.run_name({"lr": "1E-3"}), plan.run_name({"lr": "1e-3"})
+    assert upper.lower() != lower.lower()
+    # a replaced character never makes the name of another value
+    assert plan.run_name({"data": "a/b"}) != plan.run_name({"data": "a-b"})
+    assert "~" in plan.run_name({"data": "a/b"}) and "~" not in plan.run_name({"data": "a-b"})
+    assert len(plan.run_name({"prompt": "x" * 500}).encode()) < 200
+
+
+def test_values_that_are_one_run_are_refused(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    refused(sweep("--grid", "lr=0.01,0.010", "--data", data, "--out", out), "listed twice")
+    assert not out.exists()
+
+
+def test_no_secret_is_written_or_printed(data: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path / "cache"))
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "a.txt").write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    (served / "b.txt").write_text("\n".join(reversed(DOCS)) + "\n", encoding="utf-8")
+    server = _Server(served)
+    try:
+        secret = "hunter2secret"
+        base = server.base.replace("http://", f"http://ann:{secret}@")
+        out = tmp_path / "sweep"
+        result = ok(sweep("--grid", f"data={base}/a.txt?v=1,{base}/b.txt",
+                          "--grid", "lr=0.01,0.02", *TINY, "--steps", 3, "--samples", 1,
+                          "--out", out))  # fmt: skip
+    finally:
+        server.close()
+    assert len(results(out)) == 4
+    assert secret not in result.stdout + result.stderr
+    for root, dirs, files in os.walk(out):
+        for name in dirs + files:
+            assert secret not in name
+            path = Path(root) / name
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+    assert "***@" in (out / "results.csv").read_text(encoding="utf-8")
+
+
+def test_non_ascii_values_under_the_c_locale(tmp_path: Path) -> None:
+    data = tmp_path / "nämen.txt"
+    data.write_text("zoé\nbéa\nanna\n", encoding="utf-8")
+    out = tmp_path / "sweep"
+    data2 = tmp_path / "ändere.txt"
+    data2.write_bytes(data.read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "microgpt", "sweep", "--grid", f"data={data},{data2}",
+         "--grid", "prompt=é,a", *TINY, "--steps", "3", "--samples", "1", "--out", str(out)],
+        capture_output=True, timeout=300, env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = results(out)
+    assert len(rows) == 4 and {row["prompt"] for row in rows} == {"é", "a"}
+    assert all(name.isascii() for name in os.listdir(out))
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+def test_a_run_redone_by_hand_is_not_reported_with_stale_results(
+    data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sweep"
+    command = ["--grid", "lr=0.01", "--data", data, *TINY, "--steps", 10, "--samples", 0,
+               "--out", out]  # fmt: skip
+    ok(sweep(*command))
+    run = out / "lr=0.01"
+    before = results(out)[0]["final_loss"]
+    # train the run again by hand with another rate, without its log
+    ok(microgpt_cli("train", "--data", data, *TINY, "--steps", 10, "--samples", 0,
+                    "--lr", 0.05, "--out", run / "checkpoint.json"))  # fmt: skip
+    again = sweep(*command)
+    assert again.returncode == 1, again.stderr
+    assert "lr=0.01 is not listed" in again.stderr and "other settings" in again.stderr
+    assert results(out) == []  # the old losses are not shown for the new checkpoint
+    assert before  # they were listed before
+
+
+def test_the_table_says_what_it_ranks_by(data: Path, tmp_path: Path) -> None:
+    common = ["--grid", "lr=0.01,0.02", "--data", data, *TINY, "--steps", 10, "--samples", 0]
+    noisy = ok(sweep(*common, "--out", tmp_path / "a"))
+    assert "runs sorted by mean_loss" in noisy.stdout and "--val-fraction" in noisy.stdout
+    held_out = ok(sweep(*common, "--val-fraction", 0.2, "--out", tmp_path / "b"))
+    assert "runs sorted by val_loss" in held_out.stdout
+    assert "--val-fraction" not in held_out.stdout
+
+
+def test_checkpoints_are_read_with_the_sweeps_limits(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    ok(sweep("--grid", "lr=0.01", "--data", data, *TINY, "--steps", 3, "--samples", 0,
+             "--out", out))  # fmt: skip
+    spec = plan.plan({"lr": ["0.01"]}, [], out)[0]
+    assert record.progress(spec, Limits()) == (3, 3)
+    with pytest.raises(UsageError, match="max-checkpoint-size"):
+        record.progress(spec, Limits(max_checkpoint_size=100))
+
+
+# --- killed at random moments ------------------------------------------------------------
+
+CHAOS_STEPS = 100 if PURE_REQUESTED else 1500
+
+
+@needs_proc
+def test_a_sweep_killed_at_random_moments_ends_exactly_as_an_uninterrupted_one(
+    data: Path, tmp_path: Path, cleanup: list[Path]
+) -> None:
+    def command(out: Path) -> list[object]:
+        return ["--grid", "lr=0.01,0.02", "--grid", "seed=1,2", "--data", data, *TINY,
+                "--steps", CHAOS_STEPS, "--save-every", 37, "--samples", 0, "--out", out,
+                "--workers", 2]  # fmt: skip
+
+    calm = tmp_path / "calm"
+    ok(sweep(*command(calm)))
+    out = tmp_path / "chaos"
+    cleanup.append(out)
+    rng = random.Random(16)
+    signals = [signal.SIGKILL, signal.SIGHUP, signal.SIGTERM] * 2
+    stopped_midway = 0
+    for signum in signals:
+        first = start(*command(out))
+        time.sleep(rng.uniform(0.2, 2.5))
+        first.send_signal(signum)
+        first.communicate(timeout=120)
+        assert wait_gone(out) == set(), f"runs left after {signal.Signals(signum).name}"
+        for ckpt in out.glob("*/checkpoint.json"):
+            stopped_midway += 0 < checkpoint.load(ckpt).step < CHAOS_STEPS
+    assert stopped_midway > 0  # the kills did land mid-run: resuming was tested
+    ok(sweep(*command(out)))
+    assert wait_gone(out) == set()
+    rows, expected = results(out), results(calm)
+    assert [row["run"] for row in rows] == [row["run"] for row in expected]  # each once
+    for row, calm_row in zip(rows, expected):
+        for key in ("final_loss", "mean_loss"):
+            assert row[key] == calm_row[key]  # repr of the float64: bit for bit
+        run = row["run"]
+        assert losses(out / run / "log.jsonl") == losses(calm / run / "log.jsonl")
