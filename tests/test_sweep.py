@@ -254,15 +254,6 @@ def test_a_sweep_on_a_dask_cluster_gives_the_same_runs(
     assert (run / "samples.txt").read_text(encoding="utf-8") == samples
 
 
-@pytest.mark.skipif(PURE_REQUESTED, reason="no training: once is enough (the wait is 10 s)")
-def test_an_unreachable_scheduler_is_one_line(data: Path, tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
-    out = tmp_path / "sweep"
-    # port 9 (discard) on this machine: nothing listens there
-    result = microgpt_cli("sweep", "--grid", "lr=0.01", "--out", out, "--dask", "tcp://127.0.0.1:9")
-    refused(result, "--dask tcp://127.0.0.1:9", "cannot reach the scheduler")
-
-
 def test_without_dask_the_error_says_how_to_install_it(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['distributed'] = None\n"

@@ -28,7 +28,7 @@ from microgpt.sweep.plan import (
     plan,
     public,
 )
-from microgpt.sweep.running import DASK_HINT, Sweep, executor_for
+from microgpt.sweep.running import DASK_HINT, Sweep, dask_client, executor_for
 
 # Flags of `microgpt train` the sweep sets itself, for each run.
 OWN_FLAGS = ("--out", "--resume", "--log")
@@ -95,13 +95,15 @@ def main(args: argparse.Namespace, console: Console) -> int:
     limits = Limits(**st.given(args, Limits))
     check_data(args.data, grid.get("data"), limits)
     with ExitStack() as stack:
-        executor, where = stack.enter_context(executor_for(args.dask, args.workers))
+        client = stack.enter_context(dask_client(args.dask))
         folder = sweep_folder.claim(args.out, grid, fixed, stack)
         specs = plan(grid, fixed, folder)
         sweep = Sweep(folder, specs, limits, console)
         sweep_folder.prepare_runs(specs, sweep.say)
-        return sweep.run(executor, where)
-    raise AssertionError("unreachable")  # pragma: no cover
+        # the folder stays locked until the executor has waited for every run
+        executor, where = stack.enter_context(executor_for(client, args.workers))
+        status = sweep.run(executor, where)
+    return status
 
 
 def parse_grid(

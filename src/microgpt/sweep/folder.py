@@ -41,6 +41,7 @@ PLOT = "loss.png"
 # temporary files beside them.
 RUN_FILES = ("checkpoint.json", "log.jsonl", "samples.txt", "stderr.txt", record.FILE)
 RUN_HIDDEN = re.compile(r"\.(checkpoint\.json|log\.jsonl|run\.json)\.(lock|[^/]*\.tmp)")
+OWN_HIDDEN = re.compile(r"\.sweep\.json\.(lock|[^/]*\.tmp)")  # the lock, a marker being written
 FRESH_START = ("log.jsonl", "samples.txt", "stderr.txt")  # cleared when a run starts over
 EARLIER_RUN_WAIT = 60.0  # seconds a run of a killed sweep gets to save and stop
 
@@ -61,8 +62,7 @@ def claim(out: str, grid: Grid, fixed: list[str], stack: ExitStack) -> Path:
     marker = {"format": FORMAT, "version": VERSION, "grid": grid, "train_flags": fixed}
     saved = _read_marker(folder / MARKER, out)
     if saved is None:
-        ours = {f".{MARKER}.lock"}
-        if any(entry.name not in ours for entry in os.scandir(folder)):
+        if any(not OWN_HIDDEN.fullmatch(entry.name) for entry in os.scandir(folder)):
             raise UsageError(
                 f"--out {show(out)} is not empty and holds no sweep ({MARKER}); "
                 f"give a new or empty folder"

@@ -136,9 +136,9 @@ class Sweep:
                 finished.append((spec, report.row(spec, result, saved)))
         rows = [row for _, row in finished]
         report.write_results(self.folder, list(self.specs[0].values), rows)
+        report.draw(self.folder, [s for s, _ in finished], self.limits.max_data_size, self.say)
         for line in report.markdown_table(rows).splitlines():
             self.console.result(line)
-        report.draw(self.folder, [s for s, _ in finished], self.limits.max_data_size, self.say)
         unfinished = len(self.specs) - len(rows)
         if self.stopped_by is not None:
             self.say(
@@ -157,13 +157,11 @@ class Sweep:
 
 
 @contextmanager
-def executor_for(dask: str | None, workers: int | None) -> Iterator[tuple[cf.Executor, str]]:
-    """This machine's thread pool (`workers` threads), or the executor of the
-    Dask cluster whose scheduler is at `dask` (reached now, before any run)."""
-    if dask is None:
-        count = workers or os.cpu_count() or 1
-        with cf.ThreadPoolExecutor(max_workers=count) as pool:
-            yield pool, f"{count} at a time on this machine"
+def dask_client(address: str | None) -> Iterator[Any]:
+    """A client of the Dask cluster whose scheduler is at `address`, reached
+    now, before the sweep touches its folder; None without an address."""
+    if address is None:
+        yield None
         return
     try:
         # imported by name: distributed has no type hints, and is optional
@@ -173,11 +171,24 @@ def executor_for(dask: str | None, workers: int | None) -> Iterator[tuple[cf.Exe
             f"--dask needs the Dask extra, which is not installed: {DASK_HINT}"
         ) from None
     try:
-        client = distributed.Client(dask, timeout="10s")
+        client = distributed.Client(address, timeout="10s")
     except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"--dask {dask}: cannot reach the scheduler ({exc})") from None
+        raise UsageError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
     try:
-        count = len(client.scheduler_info()["workers"])
-        yield client.get_executor(pure=False), f"on the Dask cluster at {dask} ({count} workers)"
+        yield client
     finally:
         client.close()
+
+
+@contextmanager
+def executor_for(client: Any, workers: int | None) -> Iterator[tuple[cf.Executor, str]]:
+    """The Dask cluster's executor, or this machine's pool of `workers`
+    threads; leaving waits for the runs that are still saving."""
+    if client is not None:
+        count = len(client.scheduler_info()["workers"])
+        where = f"on the Dask cluster at {client.scheduler.address} ({count} workers)"
+        yield client.get_executor(pure=False), where
+        return
+    count = workers or os.cpu_count() or 1
+    with cf.ThreadPoolExecutor(max_workers=count) as pool:
+        yield pool, f"{count} at a time on this machine"
