@@ -305,10 +305,10 @@ def test_an_unreachable_scheduler_is_found_before_any_folder_is_made(tmp_path: P
 
 def test_a_grid_has_a_size_limit(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
-    seeds = ",".join(str(i) for i in range(1001))
-    refused(sweep("--grid", f"seed={seeds}", "--out", out), "1,001 runs", "--max-runs")
     refused(sweep("--grid", "seed=1,2,3", "--grid", "lr=0.1,0.2", "--max-runs", 5, "--out", out),
             "6 runs (3 x 2)", "limit of 5")  # fmt: skip
+    seeds = ",".join(str(i) for i in range(1001))
+    refused(sweep("--grid", f"seed={seeds}", "--out", out), "1,001 runs", "--max-runs")
     assert not out.exists()
 
 
