@@ -259,6 +259,27 @@ def test_a_killed_or_hung_up_sweep_stops_its_runs_and_they_save(
         assert [row["run"] for row in results(out)] == []  # unfinished runs are never listed
 
 
+def test_a_run_still_saving_from_a_killed_sweep_is_waited_for(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    command = ["--grid", "lr=0.01", "--data", data, *TINY, "--steps", 5, "--samples", 0,
+               "--out", out]  # fmt: skip
+    ok(sweep(*command, "--max-runs", 1))  # the grid cap is not part of the sweep's identity
+    (out / "lr=0.01" / "checkpoint.json").unlink()  # as if killed before its first save
+    # a process that still holds the run's checkpoint, as train does while it saves
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; "
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(2)",
+         str(out / "lr=0.01" / ".checkpoint.json.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    again = ok(sweep(*command))
+    holder.wait(timeout=60)
+    assert "waiting for 1 run(s) of an earlier sweep" in again.stderr
+    assert "1 to start" in again.stderr and [row["run"] for row in results(out)] == ["lr=0.01"]
+
+
 def test_runs_start_the_installed_package_not_a_file_of_the_current_folder(
     data: Path, tmp_path: Path
 ) -> None:
