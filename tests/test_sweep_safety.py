@@ -19,35 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PURE_REQUESTED, microgpt_cli
-from test_data import _Server
+from conftest import DOCS, PURE_REQUESTED, TINY, HTTPTestServer, microgpt_cli, ok
+from conftest import assert_one_line_error as refused
 
 from microgpt import checkpoint
 from microgpt.errors import UsageError
 from microgpt.limits import Limits
 from microgpt.sweep import plan, record
 
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 # A run that is still training a few seconds after it starts.
 LONG = 400 if PURE_REQUESTED else 8000
 needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds processes in /proc")
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def refused(result: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
 
 
 def results(folder: Path) -> list[dict[str, str]]:
@@ -58,13 +40,6 @@ def results(folder: Path) -> list[dict[str, str]]:
 def losses(log: Path) -> list[float]:
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     return [r["loss"] for r in records if "loss" in r]
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
 
 
 def sweep(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -362,23 +337,14 @@ def test_values_that_are_one_run_are_refused(data: Path, tmp_path: Path) -> None
     assert not out.exists()
 
 
-def test_no_secret_is_written_or_printed(data: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path / "cache"))
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "a.txt").write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    (served / "b.txt").write_text("\n".join(reversed(DOCS)) + "\n", encoding="utf-8")
-    server = _Server(served)
-    try:
-        secret = "hunter2secret"
-        base = server.base.replace("http://", f"http://ann:{secret}@")
-        out = tmp_path / "sweep"
-        result = ok(sweep("--grid", f"data={base}/a.txt?v=1,{base}/b.txt",
-                          "--grid", "lr=0.01,0.02", *TINY, "--steps", 3, "--samples", 1,
-                          "--out", out))  # fmt: skip
-    finally:
-        server.close()
+def test_no_secret_is_written_or_printed(server: HTTPTestServer, tmp_path: Path) -> None:
+    server.files["a.txt"] = "\n".join(DOCS).encode()
+    server.files["b.txt"] = "\n".join(reversed(DOCS)).encode()
+    secret = "hunter2secret"
+    base = server.base.replace("http://", f"http://ann:{secret}@")
+    out = tmp_path / "sweep"
+    result = ok(sweep("--grid", f"data={base}/a.txt?v=1,{base}/b.txt", "--grid", "lr=0.01,0.02",
+                      *TINY, "--steps", 3, "--samples", 1, "--out", out))  # fmt: skip
     assert len(results(out)) == 4
     assert secret not in result.stdout + result.stderr
     for root, dirs, files in os.walk(out):
