@@ -8,12 +8,15 @@ found by their command lines (Linux /proc), and any left over is killed.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
+import pty
 import random
 import signal
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,8 +210,25 @@ def test_one_sweep_at_a_time_on_a_folder(data: Path, tmp_path: Path, cleanup: li
 # --- the runs are the sweep's children ---------------------------------------------------
 
 
+def in_a_terminal(*args: object) -> tuple[subprocess.Popen[bytes], int]:
+    """A sweep whose controlling terminal is a new pseudo-terminal; closing
+    the returned descriptor (its master side) closes the terminal."""
+    master, child_side = pty.openpty()
+
+    def take_terminal() -> None:  # in the child, after setsid
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "microgpt", "sweep", *map(str, args)],
+        stdin=child_side, stdout=child_side, stderr=child_side,
+        start_new_session=True, preexec_fn=take_terminal,
+    )  # fmt: skip
+    os.close(child_side)
+    return process, master
+
+
 @needs_proc
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP", "terminal closed"])
 def test_a_killed_or_hung_up_sweep_stops_its_runs_and_they_save(
     how: str, data: Path, tmp_path: Path, cleanup: list[Path]
 ) -> None:
@@ -216,22 +236,30 @@ def test_a_killed_or_hung_up_sweep_stops_its_runs_and_they_save(
     cleanup.append(out)
     command = ["--grid", "lr=0.01,0.02", "--data", data, *TINY, "--steps", LONG,
                "--samples", 0, "--save-every", 100000, "--out", out, "--workers", 2]  # fmt: skip
-    first = start(*command)
+    if how == "terminal closed":
+        first, terminal = in_a_terminal(*command)
+    else:
+        first = start(*command)  # type: ignore[assignment]
     logs = [out / "lr=0.01" / "log.jsonl", out / "lr=0.02" / "log.jsonl"]
     wait_for(lambda: all(logged_steps(log) > 5 for log in logs) or first.poll() is not None)
-    if how == "SIGHUP":
+    if how == "terminal closed":
+        os.close(terminal)
+    elif how == "SIGHUP":
         assert first.stderr is not None
         first.stderr.close()  # as a closed terminal: stderr is gone too
-    first.send_signal(getattr(signal, how))
+        first.send_signal(signal.SIGHUP)
+    else:
+        first.send_signal(signal.SIGKILL)
     first.wait(timeout=120)
     assert wait_gone(out) == set()  # no run goes on training
     for log in logs:
         saved = checkpoint.load(log.with_name("checkpoint.json")).step
         assert 5 < saved < LONG  # stopped, and saved where it stopped (no periodic save)
         assert logged_steps(log) >= saved
+    if how != "SIGKILL":
+        assert [row["run"] for row in results(out)] == []  # unfinished runs are never listed
     if how == "SIGHUP":
         assert first.returncode == 128 + signal.SIGHUP
-        assert [row["run"] for row in results(out)] == []  # unfinished runs are never listed
 
 
 def test_a_run_still_saving_from_a_killed_sweep_is_waited_for(data: Path, tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def claim(out: str, grid: Grid, fixed: list[str], stack: ExitStack) -> Path:
                 f"give a new or empty folder"
             )
         _write_json(folder / MARKER, marker)
-    elif saved.get("grid") != grid:
+    elif json.dumps(saved.get("grid")) != json.dumps(grid):  # the keys' order names the runs
         raise UsageError(
             f"--out {show(out)} holds a sweep of another grid ({_grid_text(saved.get('grid'))}); "
             f"give the same --grid to continue it, or another --out"

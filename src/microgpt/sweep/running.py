@@ -145,7 +145,9 @@ class Sweep:
                 f"sweep: stopped with {unfinished} runs unfinished; run the same "
                 f"command again to continue"
             )
-            return 128 + self.stopped_by
+            return driver.Outcome("stopped", 0, True, signal=self.stopped_by).exit_status
+        if self.console.failed is not None:  # stderr went away: the notes were lost
+            return driver.Outcome("stream", 0, True, stream=self.console.failed).exit_status
         if self.failed or unfinished:
             failed = self.failed or ["see the notes above"]
             self.say(
