@@ -481,3 +481,19 @@ def test_a_sweep_killed_at_random_moments_ends_exactly_as_an_uninterrupted_one(
             assert row[key] == calm_row[key]  # repr of the float64: bit for bit
         run = row["run"]
         assert losses(out / run / "log.jsonl") == losses(calm / run / "log.jsonl")
+
+
+def test_a_run_record_reads_back_and_a_foreign_one_is_refused(tmp_path: Path) -> None:
+    result = record.RunResult(7, "c" * 64, "l" * 64, 2.5, 2.75, None)
+    made = record.RunRecord(("--steps=7",), 1.5, ("host:1",), result)
+    record.write(tmp_path, made)
+    assert record.read(tmp_path) == made
+    assert record.read(tmp_path / "nothing") is None
+    head = '{"format": "microgpt-sweep-run", "version": 1'
+    foreign = ['{"step": 1}', "[]", "not json", head + "}",
+               head + ', "train_flags": [1], "seconds": 0, "ran_on": []}',
+               head + ', "train_flags": [], "seconds": NaN, "ran_on": []}']  # fmt: skip
+    for text in foreign:
+        (tmp_path / "run.json").write_text(text, encoding="utf-8")
+        with pytest.raises(UsageError, match="not a sweep's run record"):
+            record.read(tmp_path)

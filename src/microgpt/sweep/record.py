@@ -117,11 +117,16 @@ def _from_dict(raw: Any) -> RunRecord:
         raise ValueError(f"version {raw.get('version')!r}; this microgpt reads {VERSION}")
     flags = _strings(raw["train_flags"], "train_flags")
     seconds = raw["seconds"]
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+    if not _number(seconds) or seconds < 0:
         raise ValueError("seconds is not a number of seconds")
     ran_on = _strings(raw["ran_on"], "ran_on")
     result = raw.get("result")
     return RunRecord(flags, float(seconds), ran_on, None if result is None else _result(result))
+
+
+def _number(value: Any) -> bool:
+    """A finite number (bool is an int to Python, never a number here)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _strings(value: Any, name: str) -> tuple[str, ...]:
@@ -141,11 +146,7 @@ def _result(raw: Any) -> RunResult:
         "val_loss": 0.0 if result.val_loss is None else result.val_loss,
     }
     for name, value in numbers.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        if not _number(value):
             raise ValueError(f"result.{name} is not a number")
     if not isinstance(result.log_sha256, str) or not isinstance(result.checkpoint_sha256, str):
         raise ValueError("result's hashes are not texts")
