@@ -19,7 +19,7 @@ from microgpt.errors import UsageError
 from microgpt.gradcheck import GradcheckConfig
 from microgpt.limits import Limits
 from microgpt.nn import GPTConfig
-from microgpt.optim import Adam
+from microgpt.optim import Adam, AdamConfig
 from microgpt.sample import SampleConfig
 from microgpt.train import TrainConfig
 
@@ -87,13 +87,30 @@ def test_the_command_line_and_python_refuse_the_same_values(
             assert f"argument {flag}: {in_python.value.problem}" in err, err
 
 
-def test_adam_checks_with_the_training_rules() -> None:
+def test_adam_takes_its_defaults_and_checks_from_the_training_settings() -> None:
     for name, value in [("lr", 0.0), ("beta1", 1.0), ("beta2", -0.1), ("eps", 0.0)]:
         with pytest.raises(settings.SettingError) as from_adam:
-            Adam([], **{name: value})
+            AdamConfig(**{name: value})
         with pytest.raises(settings.SettingError) as from_config:
             TrainConfig(**{name: value})
         assert str(from_adam.value) == str(from_config.value)
+    adam, training = Adam([]), TrainConfig()
+    for field in settings.declared(AdamConfig):
+        assert getattr(adam, field.name) == getattr(training, field.name), field.name
+    # one declaration: the training setting's rule is Adam's own, not a copy
+    assert settings.rule_of(TrainConfig, "beta1") is settings.rule_of(AdamConfig, "beta1")
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
+def test_every_config_reads_back_what_it_writes(cls: Any) -> None:
+    required = {"vocab_size": 27} if cls is GPTConfig else {}
+    config = cls(**required)
+    assert isinstance(config, settings.Settings)
+    assert cls.from_dict(config.to_dict()) == config
+    with pytest.raises(UsageError, match=f"unknown {cls.what} setting"):
+        cls.from_dict({**config.to_dict(), "no_such_setting": 1})
+    with pytest.raises(UsageError, match=f"{cls.what} settings must be an object"):
+        cls.from_dict([])
 
 
 def test_heads_must_divide_the_width_everywhere(capsys: pytest.CaptureFixture[str]) -> None:

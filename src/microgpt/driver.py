@@ -38,7 +38,7 @@ from microgpt.errors import UsageError
 from microgpt.files import OutputLock, refuse_same_file, show
 from microgpt.monitor import gradient_report
 from microgpt.runlog import LOG_FORMAT, MEAN_WINDOW, LossLog
-from microgpt.settings import Rule, check_settings, setting
+from microgpt.settings import Rule, Settings, setting
 from microgpt.train import NonFiniteLoss, Run, truncation_note
 
 EXIT_FAILED = 1
@@ -48,7 +48,7 @@ StepHook = Callable[[Run, float, float], None]  # (run, loss, lr) after each ste
 
 
 @dataclass(frozen=True)
-class DriverConfig:
+class DriverConfig(Settings):
     """When the driver saves and reports."""
 
     save_every: int | None = setting(
@@ -63,9 +63,6 @@ class DriverConfig:
     monitor_every: int | None = setting(
         None, "print the gradient report every N steps", Rule("int", low=1, optional=True)
     )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
 
 @dataclass(frozen=True)

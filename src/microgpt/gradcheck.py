@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from microgpt.settings import Rule, check_settings, setting
+from microgpt.settings import Rule, Settings, setting
 
 if TYPE_CHECKING:
     from microgpt.engine import Value
@@ -37,7 +37,7 @@ GRADCHECK_NAMES = 4
 
 
 @dataclass(frozen=True)
-class GradcheckConfig:
+class GradcheckConfig(Settings):
     """The settings of `microgpt gradcheck`."""
 
     per_matrix: int = setting(2, "weights checked per weight matrix", Rule("int", low=1))
@@ -47,9 +47,6 @@ class GradcheckConfig:
     tolerance: float = setting(
         DEFAULT_TOLERANCE, "largest relative error that passes", Rule("float", low=0.0)
     )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
 
 @dataclass(frozen=True)

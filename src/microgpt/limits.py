@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from microgpt.backend import COMPILED
 from microgpt.errors import UsageError
 from microgpt.nn import GPTConfig, parameter_count
-from microgpt.settings import Rule, check_settings, format_size, setting
+from microgpt.settings import Rule, Settings, format_size, setting
 
 MiB = 2**20
 SIZE = Rule("size", low=1)
@@ -41,7 +41,7 @@ MAX_DOWNLOAD_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(Settings):
     """Caps on what a command reads and builds."""
 
     max_data_size: int = setting(
@@ -58,9 +58,6 @@ class Limits:
         "largest estimated memory a model may need (off: this machine's memory)",
         Rule("size", low=1, optional=True),
     )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
     def memory_limit(self) -> tuple[int, str]:
         """The memory cap in bytes, and where it comes from."""

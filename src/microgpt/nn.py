@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from microgpt.backend import engine
-from microgpt.settings import POSITIVE_INT, Rule, check_settings, from_dict, setting
+from microgpt.settings import POSITIVE_INT, Rule, Settings, setting
 
 if TYPE_CHECKING:  # the type checker reads engine.py; at run time the selected engine's
     from microgpt.engine import Value as Value
@@ -39,8 +39,10 @@ NORM_EPS = 1e-5
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(Settings):
     """The shape of the network. The defaults are the original microgpt's."""
+
+    what = "model"
 
     vocab_size: int = setting(
         dataclasses.MISSING, "tokens: the data's characters and BOS", POSITIVE_INT, flag=False
@@ -65,20 +67,9 @@ class GPTConfig:
         0.0, "dropout probability while training", Rule("float", 0, 1, high_open=True)
     )
 
-    def __post_init__(self) -> None:
-        check_settings(self)
-
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        config: GPTConfig = from_dict(cls, data, "model")
-        return config
 
 
 def weight_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:

@@ -8,46 +8,44 @@ and applied, then its gradient is reset to zero.
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from microgpt.backend import engine
-from microgpt.settings import Rule, SettingError
+from microgpt.settings import Rule, Settings, setting
 
 if TYPE_CHECKING:
     from microgpt.engine import Value, adam_update
 else:
     adam_update = engine.adam_update
 
-# The ranges Adam accepts, used by TrainConfig too (one rule, one place).
 POSITIVE = Rule("float", low=0.0, low_open=True)
 BETA = Rule("float", low=0.0, high=1.0, high_open=True)
+
+
+@dataclass(frozen=True)
+class AdamConfig(Settings):
+    """Adam's settings; `TrainConfig` is an AdamConfig, so these fields are
+    the training settings of the same names (one declaration)."""
+
+    what = "optimiser"
+
+    lr: float = setting(0.01, "peak learning rate (decays linearly to 0)", POSITIVE)
+    beta1: float = setting(0.85, "Adam beta1", BETA)
+    beta2: float = setting(0.99, "Adam beta2", BETA)
+    eps: float = setting(1e-8, "Adam epsilon", POSITIVE)
 
 
 class Adam:
     """Adam over a list of `Value` parameters, with per-parameter moments."""
 
-    def __init__(
-        self,
-        params: list[Value],
-        lr: float = 0.01,
-        beta1: float = 0.85,
-        beta2: float = 0.99,
-        eps: float = 1e-8,
-    ) -> None:
-        for name, value, rule in (
-            ("lr", lr, POSITIVE),
-            ("beta1", beta1, BETA),
-            ("beta2", beta2, BETA),
-            ("eps", eps, POSITIVE),
-        ):
-            problem = rule.problem(value)
-            if problem:
-                raise SettingError(name, problem)
+    def __init__(self, params: list[Value], config: AdamConfig | None = None) -> None:
+        config = config or AdamConfig()  # checked when it was built
         self.params = params
-        self.lr = lr
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.eps = eps
+        self.lr = config.lr
+        self.beta1 = config.beta1
+        self.beta2 = config.beta2
+        self.eps = config.eps
         self.m = zeros(len(params))  # first moment (mean of gradients)
         self.v = zeros(len(params))  # second moment (mean of squared gradients)
 

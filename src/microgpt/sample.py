@@ -10,7 +10,7 @@ from microgpt import no_grad
 from microgpt.data import Tokenizer
 from microgpt.errors import UsageError
 from microgpt.nn import GPT, softmax
-from microgpt.settings import Rule, check_settings, setting, shorten
+from microgpt.settings import Rule, Settings, setting, shorten
 
 # Below this, a lower temperature only rounds harder to the likeliest character,
 # and logits / temperature heads for overflow.
@@ -18,7 +18,7 @@ MIN_TEMPERATURE = 1e-6
 
 
 @dataclass(frozen=True)
-class SampleConfig:
+class SampleConfig(Settings):
     """How to draw names. The defaults are the original microgpt's."""
 
     num: int = setting(20, "how many names to print", Rule("int", low=0))
@@ -28,9 +28,6 @@ class SampleConfig:
         Rule("float", low=MIN_TEMPERATURE, or_zero=True),
     )
     prompt: str = setting("", "start every sample with this text", Rule("text"))
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
 
 class SamplingFailed(Exception):

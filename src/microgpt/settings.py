@@ -8,11 +8,13 @@ checkpoint), the command line's flags take their type, default and help text
 from it, and the command that resumes a run is written from it.
 
     @dataclass(frozen=True)
-    class TrainConfig:
+    class TrainConfig(Settings):
+        what = "training"  # how messages name these settings
         lr: float = setting(0.01, "peak learning rate", Rule("float", low=0.0, low_open=True))
 
-        def __post_init__(self) -> None:
-            check_settings(self)
+`Settings`, the base, checks every field against its rule when the dataclass
+is built (then `check()`, for rules between settings), and reads and writes
+the settings as a dict (`to_dict`, `from_dict`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from microgpt.errors import UsageError
 
@@ -233,6 +235,32 @@ def check_settings(config: Any) -> None:
                 problem = f"must be divisible by {rule.divides} ({other}), got {value}"
         if problem:
             raise SettingError(f.name, problem, rule.divides)
+
+
+S = TypeVar("S", bound="Settings")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The base of a settings dataclass (see the module's docstring)."""
+
+    what: ClassVar[str] = "settings"  # messages say "unknown {what} setting(s)"
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        self.check()
+
+    def check(self) -> None:
+        """Rules between settings, after each one passed its own: raise SettingError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[S], data: Any) -> S:
+        """The settings in `data`, refusing keys that are not settings of `cls`."""
+        config: S = from_dict(cls, data, cls.what)
+        return config
 
 
 def from_dict(cls: Any, data: Any, what: str) -> Any:

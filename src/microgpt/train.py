@@ -13,15 +13,15 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from microgpt import no_grad
 from microgpt.data import Tokenizer
 from microgpt.errors import UsageError
 from microgpt.nn import GPT, GPTConfig, Value, cross_entropy, vsum
-from microgpt.optim import BETA, POSITIVE, Adam, clip_grad_norm, linear_decay
-from microgpt.settings import Rule, check_settings, from_dict, setting
+from microgpt.optim import Adam, AdamConfig, clip_grad_norm, linear_decay
+from microgpt.settings import Rule, setting
 
 # Beyond this many steps a run would not end in any lifetime; refusing it keeps
 # every accepted value one that works to the end.
@@ -29,14 +29,13 @@ MAX_STEPS = 10**12
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How to train. The defaults are the original microgpt's."""
+class TrainConfig(AdamConfig):
+    """How to train. The defaults are the original microgpt's. Adam's
+    settings (lr, beta1, ...) come first, declared in `AdamConfig`."""
+
+    what = "training"
 
     steps: int = setting(1000, "training steps, one document each", Rule("int", 1, MAX_STEPS))
-    lr: float = setting(0.01, "peak learning rate (decays linearly to 0)", POSITIVE)
-    beta1: float = setting(0.85, "Adam beta1", BETA)
-    beta2: float = setting(0.99, "Adam beta2", BETA)
-    eps: float = setting(1e-8, "Adam epsilon", POSITIVE)
     grad_clip: float | None = setting(
         None,
         "clip the global gradient norm to this",
@@ -48,17 +47,6 @@ class TrainConfig:
         "hold out this fraction of the documents for validation (0: none, as the original)",
         Rule("float", low=0.0, high=0.5),
     )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        config: TrainConfig = from_dict(cls, data, "training")
-        return config
 
 
 class NonFiniteLoss(Exception):
@@ -154,8 +142,7 @@ class Run:
 
     @staticmethod
     def make_optimizer(model: GPT, train_config: TrainConfig) -> Adam:
-        t = train_config
-        return Adam(model.params, lr=t.lr, beta1=t.beta1, beta2=t.beta2, eps=t.eps)
+        return Adam(model.params, train_config)
 
     @property
     def done(self) -> bool:
