@@ -198,9 +198,9 @@ TRAIN_CASES: dict[str, tuple[Callable[[Path], list[object]], list[str]]] = {
         lambda w: ["--resume", w / "existing.json", "--n-embd", 32],
         ["--n-embd 32 contradicts the checkpoint (--n-embd 8)"],
     ),
-    "resume with more steps": (
-        lambda w: ["--resume", w / "existing.json", "--steps", 50],
-        ["--steps 50 contradicts the checkpoint (--steps 3)"],
+    "resume with fewer steps": (
+        lambda w: ["--resume", w / "existing.json", "--steps", 2],
+        ["argument --steps: can only be raised on resuming: the run has 3 steps (3 done), got 2"],
     ),
     "resume with another learning rate": (
         lambda w: ["--resume", w / "existing.json", "--lr", 0.5],

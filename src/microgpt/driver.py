@@ -208,7 +208,7 @@ class Validation:
         self.last = run.val_loss()
         if self.log is not None:
             self.log.record({"step": run.step, "val_loss": self.last})
-        self.say(f"step {run.step} | val loss {self.last:.4f} ({len(run.val_docs)} documents)")
+        self.say(f"step {run.step} | val loss {self.last:.4f} ({run.held_out()})")
         return self.last
 
 
@@ -228,13 +228,14 @@ def log_header(run: Run, data_source: str, fingerprint: str) -> dict[str, Any]:
 
 def describe_run(run: Run, source: str, docs: list[str]) -> list[str]:
     """What a run is about to do, in a line (and a note if documents will be cut)."""
-    total = run.train_config.steps
+    total, text_mode = run.train_config.steps, run.train_config.text_mode
+    size = f"text of {len(docs[0]):,} characters" if text_mode else f"{len(docs)} documents"
     lines = [
-        f"data: {source} ({len(docs)} documents, vocabulary {run.tokenizer.vocab_size}); "
+        f"data: {source} ({size}, vocabulary {run.tokenizer.vocab_size}); "
         f"parameters: {len(run.model.params)}; "
         + (f"steps {run.step + 1}..{total}" if not run.done else f"all {total} steps done")
     ]
-    note = truncation_note(docs, run.model.config.block_size)
+    note = truncation_note(docs, run.model.config.block_size, text_mode)
     return lines + [note] if note else lines
 
 

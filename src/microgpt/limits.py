@@ -93,12 +93,12 @@ def graph_size(config: GPTConfig, positions: int) -> tuple[int, int]:
     return terms, nodes
 
 
-def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
+def estimated_memory(config: GPTConfig, positions: int | None = None, batch: int = 1) -> int:
     """Bytes a training run of this model needs, estimated from the settings
     alone. `positions` is the longest sequence a step sees (default: the
-    whole context)."""
+    whole context); a step's graph holds `batch` such sequences."""
     n = config.block_size if positions is None else min(positions, config.block_size)
-    terms, nodes = graph_size(config, n)
+    terms, nodes = (batch * count for count in graph_size(config, n))
     return (
         BASELINE_BYTES
         + BYTES_PER_PARAMETER * parameter_count(config)
@@ -107,16 +107,19 @@ def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
     )
 
 
-def check_fits(config: GPTConfig, limits: Limits, where: str, positions: int | None = None) -> None:
+def check_fits(
+    config: GPTConfig, limits: Limits, where: str, positions: int | None = None, batch: int = 1
+) -> None:
     """Refuse a model whose estimated memory exceeds the limit, before building it.
 
     Called with `vocab_size=1` before the data is read, the estimate is a
     lower bound ("at least"); with the data's vocabulary, it is the estimate."""
-    need = estimated_memory(config, positions)
+    need = estimated_memory(config, positions, batch)
     cap, source = limits.memory_limit()
     if need > cap:
         tokens = f" and {config.vocab_size} tokens" if config.vocab_size > 1 else ""
         about = "about" if tokens else "at least"
+        tokens += f", a batch of {batch}" if batch > 1 else ""
         raise UsageError(
             f"{where}: a model with n_layer {config.n_layer}, n_embd {config.n_embd}, "
             f"block_size {config.block_size}{tokens} has {about} "

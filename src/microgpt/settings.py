@@ -296,18 +296,20 @@ def add_flags(
     unset_default: bool = False,
     renames: dict[str, str] | None = None,
     only: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """Add a flag per declared setting of `cls` to an argparse group.
 
     The flag's destination is the setting's name. With `unset_default` the
     flag defaults to None ("not given", e.g. on --resume: as in the
-    checkpoint); otherwise to the setting's default.
+    checkpoint); otherwise to the setting's default, or to the command's own
+    in `defaults` (e.g. gradcheck's small model).
     """
     for f in declared(cls):
         if not f.metadata["flag"] or (only and f.name not in only):
             continue
         rule: Rule = f.metadata["rule"]
-        default: Any = f.default
+        default: Any = (defaults or {}).get(f.name, f.default)
         shown = "off" if default is None else _number(default) if default != "" else "none"
         if rule.kind == "size" and isinstance(default, int):
             shown = format_size(default)
@@ -327,6 +329,16 @@ def given(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
     names = [f.name for f in declared(cls) if f.metadata["flag"]]
     values = {name: getattr(args, name, None) for name in names}
     return {name: value for name, value in values.items() if value is not None}
+
+
+def from_flags(
+    args: argparse.Namespace, cls: Any, renames: dict[str, str] | None = None, **fixed: Any
+) -> Any:
+    """`cls` built from the flags the user gave; a bad value names its flag."""
+    try:
+        return cls(**fixed, **given(args, cls))
+    except SettingError as exc:
+        raise in_flag_terms(exc, renames) from None
 
 
 def changed_flags(config: Any, renames: dict[str, str] | None = None) -> list[str]:
