@@ -188,3 +188,45 @@ def test_every_config_is_frozen_and_checked() -> None:
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
         assert settings.declared(cls), cls
     assert (REPO_ROOT / "src" / "microgpt" / "learn_cli.py").exists() is False
+
+
+def test_gradcheck_takes_the_model_flags_from_the_model_settings() -> None:
+    flags = flags_of("gradcheck")
+    for field in settings.declared(GPTConfig):
+        flag = settings.flag_of(field.name)
+        if field.name in ("vocab_size", "dropout"):  # from the data; off while checking
+            assert flag not in flags
+            continue
+        assert flags[flag].help.startswith(field.metadata["help"]), flag
+        assert flags[flag].type == field.metadata["rule"].parse
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["--steps", "10", "--warmup-steps", "10"],
+            "argument --warmup-steps: must be below --steps (10), got 10",
+        ),
+        (["--min-lr", "0.1"], "argument --min-lr: must be at most --lr (0.01), got 0.1"),
+        (
+            ["--prompt", "a", "--prompt-file", "p.txt"],
+            "argument --prompt-file: cannot be given together with --prompt",
+        ),
+        (
+            ["--lr-schedule", "step"],
+            "argument --lr-schedule: must be one of linear, cosine, constant",
+        ),
+        (["--data-mode", "words"], "argument --data-mode: must be one of lines, text"),
+        (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["--weight-decay", "-1"], "argument --weight-decay: must be at least 0, got -1"),
+    ],
+)
+def test_new_training_flags_refuse_bad_values_before_anything_starts(
+    args: list[str], words: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "c.json"
+    assert cli.main(["train", "--data", "/nowhere.txt", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not out.exists()

@@ -114,10 +114,9 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     out = args.out if args.out is not None else args.resume
     ckpt = checkpoint.load(args.resume, limits) if args.resume is not None else None
     if ckpt is None:
-        model = settings_of(args, GPTConfig, vocab_size=1)
-        check_fits(
-            model, limits, "the model settings", batch=args.batch_size or 1
-        )  # before reading
+        # before any reading: the settings, and a lower bound of the memory
+        model, training = settings_of(args, GPTConfig, vocab_size=1), settings_of(args, TrainConfig)
+        check_fits(model, limits, "the model settings", batch=training.batch_size)
     else:
         ckpt = _resumable(args, ckpt)
     source = args.data if args.data is not None else ckpt.data["source"] if ckpt else DEFAULT_DATA
