@@ -15,8 +15,8 @@ from conftest import REPO_ROOT, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint
 from microgpt.data import random_window, text_windows
-from microgpt.nn import cross_entropy
-from microgpt.train import Run, TrainConfig
+from microgpt.nn import Value, cross_entropy
+from microgpt.train import NonFiniteLoss, Run, TrainConfig
 
 PROSE = REPO_ROOT / "tests" / "data" / "prose.txt"
 TEXT = PROSE.read_text(encoding="utf-8")
@@ -203,3 +203,14 @@ def test_describe_says_text_mode_reads_characters(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"text of {len(TEXT):,} characters" in result.stderr
     assert "val loss" in result.stderr and f"({int(0.1 * len(TEXT)):,} characters)" in result.stderr
+
+
+def test_a_text_step_that_fails_gives_back_its_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The windows of a step whose loss is not a number were drawn for
+    # nothing: the random stream is put back, so a resumed run draws them again.
+    run = text_run()
+    state = run.rng.getstate()
+    monkeypatch.setattr(run, "window_loss", lambda window, rng=None: Value(math.inf))
+    with pytest.raises(NonFiniteLoss):
+        run.train_step()
+    assert run.rng.getstate() == state and run.step == 0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from microgpt import no_grad
+from microgpt import checkpoint, no_grad
 from microgpt import settings as st
 from microgpt.console import Console
 from microgpt.data import Tokenizer, decode_text
@@ -24,6 +24,7 @@ from microgpt.files import read_capped, show
 from microgpt.limits import Limits
 from microgpt.nn import GPT, Vector, softmax
 from microgpt.settings import Rule, SettingError, Settings, setting, shorten
+from microgpt.train import TrainConfig
 
 # Below this, a lower temperature only rounds harder to the likeliest character,
 # and logits / temperature heads for overflow.
@@ -278,7 +279,7 @@ def add_parser(subparsers: Any) -> None:
     st.add_flags(s, SampleConfig)
     s.add_argument(
         "--seed",
-        type=Rule("int").parse,
+        type=st.rule_of(TrainConfig, "seed").parse,
         metavar="N",
         help="seed (default: continue the checkpoint's random stream)",
     )
@@ -287,8 +288,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_sample(args: argparse.Namespace, console: Console) -> int:
-    from microgpt import checkpoint  # which reads runs, which are above this module
-
     limits, sampling = st.from_flags(args, Limits), st.from_flags(args, SampleConfig)
     if sampling.num and console.out is None:
         raise UsageError("stdout is closed, so the samples would be lost")
