@@ -8,26 +8,23 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, microgpt_cli
+from conftest import DOCS, REPO_ROOT, TINY_SETTINGS, microgpt_cli
 
 from microgpt import cli
 from microgpt.limits import BASELINE_BYTES, estimated_memory
 from microgpt.nn import GPTConfig
 from microgpt.train import Run, TrainConfig
 
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus"]
-SMALL = {"n_embd": 8, "n_head": 2, "block_size": 8}
-
 
 def test_a_batch_is_the_next_documents_in_order_cycling() -> None:
-    run = Run.start(DOCS, TrainConfig(batch_size=3), **SMALL)
+    run = Run.start(DOCS, TrainConfig(batch_size=3), **TINY_SETTINGS)
     docs = run.docs
-    assert run.batch(0) == docs[0:3] and run.batch(1) == docs[3:6]
-    assert run.batch(2) == [docs[6], docs[0], docs[1]]  # on past the end, from the start
+    assert run.batch(0) == docs[0:3] and run.batch(2) == docs[6:9]
+    assert run.batch(3) == [docs[9], docs[0], docs[1]]  # on past the end, from the start
 
 
 def test_a_batch_loss_and_gradients_are_the_mean_of_its_documents() -> None:
-    run = Run.start(DOCS, TrainConfig(batch_size=3), **SMALL)
+    run = Run.start(DOCS, TrainConfig(batch_size=3), **TINY_SETTINGS)
     params = run.model.params
     singles = []
     for doc in run.batch(1):
@@ -44,14 +41,14 @@ def test_a_batch_loss_and_gradients_are_the_mean_of_its_documents() -> None:
 
 
 def test_a_batch_of_one_is_the_original_step_bit_for_bit() -> None:
-    plain = Run.start(DOCS, TrainConfig(steps=5), **SMALL)
-    one = Run.start(DOCS, TrainConfig(steps=5, batch_size=1), **SMALL)
+    plain = Run.start(DOCS, TrainConfig(steps=5), **TINY_SETTINGS)
+    one = Run.start(DOCS, TrainConfig(steps=5, batch_size=1), **TINY_SETTINGS)
     assert [plain.train_step() for _ in range(5)] == [one.train_step() for _ in range(5)]
     assert [p.data for p in plain.model.params] == [p.data for p in one.model.params]
 
 
 def test_batches_train(tmp_path: Path) -> None:
-    run = Run.start(DOCS * 3, TrainConfig(steps=30, batch_size=4, lr=0.02), **SMALL)
+    run = Run.start(DOCS * 3, TrainConfig(steps=30, batch_size=4, lr=0.02), **TINY_SETTINGS)
     first = run.train_step()
     while not run.done:
         last = run.train_step()
@@ -74,11 +71,13 @@ def test_the_memory_estimate_counts_a_batch_of_full_windows() -> None:
     text = (REPO_ROOT / "tests" / "data" / "prose.txt").read_text(encoding="utf-8")
     peaks = {
         size: peak_of_a_step(
-            Run.start([text], TrainConfig(steps=2, data_mode="text", batch_size=size), **SMALL)
+            Run.start(
+                [text], TrainConfig(steps=2, data_mode="text", batch_size=size), **TINY_SETTINGS
+            )
         )
         for size in (1, 3)
     }
-    config = GPTConfig(vocab_size=len(set(text)) + 1, **SMALL)
+    config = GPTConfig(vocab_size=len(set(text)) + 1, **TINY_SETTINGS)
     assert peaks[3] > 2 * peaks[1]
     assert peaks[3] <= estimated_memory(config, batch=3) - BASELINE_BYTES
     graph = estimated_memory(config) - estimated_memory(config, positions=0)

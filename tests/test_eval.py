@@ -8,15 +8,13 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, assert_one_line_error, microgpt_cli
+from conftest import DOCS, REPO_ROOT, TINY, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint
 from microgpt.evaluate import evaluate
 from microgpt.train import token_losses
 
 PROSE = REPO_ROOT / "tests" / "data" / "prose.txt"
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from conftest import assert_one_line_error, microgpt_cli
+from conftest import DOCS, TINY, TINY_SETTINGS, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint
 from microgpt.train import Run, TrainConfig, documents_fingerprint
-
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
 
 
 def records(log: Path) -> list[dict[str, float]]:
@@ -78,7 +67,7 @@ def test_a_finished_run_resumed_as_it_is_changes_nothing(data: Path, tmp_path: P
 
 def test_a_shorter_total_is_refused(data: Path, tmp_path: Path) -> None:
     # a run of 6 steps saved after 3
-    run = Run.start(DOCS, TrainConfig(steps=6), n_embd=8, n_head=2, block_size=8)
+    run = Run.start(DOCS, TrainConfig(steps=6), **TINY_SETTINGS)
     for _ in range(3):
         run.train_step()
     ckpt = tmp_path / "c.json"

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, assert_one_line_error, microgpt_cli
+from conftest import REPO_ROOT, TINY, TINY_SETTINGS, assert_one_line_error, microgpt_cli
 
 from microgpt import cli, no_grad
 from microgpt.errors import UsageError
@@ -14,14 +14,13 @@ from microgpt.nn import GPT, Value
 from microgpt.sample import _picker, sample
 from microgpt.train import Run, TrainConfig
 
-DOCS = "emma olivia ava isabella sophia mia amelia harper evelyn abigail emily ella".split()
+NAMES = "emma olivia ava isabella sophia mia amelia harper evelyn abigail emily ella".split()
 PROSE = (REPO_ROOT / "tests" / "data" / "prose.txt").read_text(encoding="utf-8")
-SMALL = {"n_embd": 8, "n_head": 2, "block_size": 8}
 
 
 @pytest.fixture(scope="module")
 def lines_run() -> Run:
-    run = Run.start(DOCS, TrainConfig(steps=30, seed=3), **SMALL)
+    run = Run.start(NAMES, TrainConfig(steps=30, seed=3), **TINY_SETTINGS)
     while not run.done:
         run.train_step()
     return run
@@ -29,7 +28,7 @@ def lines_run() -> Run:
 
 @pytest.fixture(scope="module")
 def text_run() -> Run:
-    run = Run.start([PROSE], TrainConfig(steps=10, data_mode="text"), **SMALL)
+    run = Run.start([PROSE], TrainConfig(steps=10, data_mode="text"), **TINY_SETTINGS)
     while not run.done:
         run.train_step()
     return run
@@ -135,19 +134,14 @@ def test_a_long_prompt_needs_the_sliding_context(lines_run: Run) -> None:
 @pytest.fixture
 def ckpt(tmp_path: Path) -> Path:
     data, path = tmp_path / "names.txt", tmp_path / "c.json"
-    data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    data.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
     made = microgpt_cli(
         "train",
         "--data",
         data,
         "--steps",
         3,
-        "--n-embd",
-        8,
-        "--n-head",
-        2,
-        "--block-size",
-        8,
+        *TINY,
         "--out",
         path,
         "--samples",

@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, assert_one_line_error, microgpt_cli
+from conftest import REPO_ROOT, TINY, TINY_SETTINGS, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint
 from microgpt.data import random_window, text_windows
@@ -20,13 +20,11 @@ from microgpt.train import NonFiniteLoss, Run, TrainConfig
 
 PROSE = REPO_ROOT / "tests" / "data" / "prose.txt"
 TEXT = PROSE.read_text(encoding="utf-8")
-SMALL = {"n_embd": 8, "n_head": 2, "block_size": 8}
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 
 
 def text_run(steps: int = 4, **training: object) -> Run:
     config = TrainConfig(steps=steps, data_mode="text", **training)  # type: ignore[arg-type]
-    return Run.start([TEXT], config, **SMALL)
+    return Run.start([TEXT], config, **TINY_SETTINGS)
 
 
 def unigram_entropy(text: str) -> float:
@@ -97,16 +95,18 @@ def test_a_batch_of_windows_is_their_mean_loss_and_draws_in_order() -> None:
 
 def test_a_text_too_short_for_a_window_is_refused() -> None:
     with pytest.raises(Exception, match="needs block_size \\+ 1 = 9"):
-        Run.start(["short"], TrainConfig(data_mode="text"), **SMALL)
+        Run.start(["short"], TrainConfig(data_mode="text"), **TINY_SETTINGS)
     with pytest.raises(Exception, match="after holding out"):
-        Run.start(["0123456789ab"], TrainConfig(data_mode="text", val_fraction=0.5), **SMALL)
+        Run.start(
+            ["0123456789ab"], TrainConfig(data_mode="text", val_fraction=0.5), **TINY_SETTINGS
+        )
 
 
 def test_a_text_run_saved_midway_resumes_bit_for_bit(tmp_path: Path) -> None:
     config = TrainConfig(steps=6, data_mode="text", batch_size=2, val_fraction=0.1)
-    whole = Run.start([TEXT], config, **SMALL)
+    whole = Run.start([TEXT], config, **TINY_SETTINGS)
     expected = [whole.train_step() for _ in range(6)]
-    part = Run.start([TEXT], config, **SMALL)
+    part = Run.start([TEXT], config, **TINY_SETTINGS)
     losses = [part.train_step() for _ in range(3)]
     path = tmp_path / "c.json"
     checkpoint.save(part, path, str(PROSE), "fingerprint")
