@@ -34,7 +34,7 @@ class AdamConfig(Settings):
 
     what = "optimiser"
 
-    lr: float = setting(0.01, "peak learning rate (decays linearly to 0)", POSITIVE)
+    lr: float = setting(0.01, "peak learning rate (over time: --lr-schedule)", POSITIVE)
     beta1: float = setting(0.85, "Adam beta1", BETA)
     beta2: float = setting(0.99, "Adam beta2", BETA)
     eps: float = setting(1e-8, "Adam epsilon", POSITIVE)
