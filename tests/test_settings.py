@@ -94,6 +94,9 @@ def test_adam_takes_its_defaults_and_checks_from_the_training_settings() -> None
         with pytest.raises(settings.SettingError) as from_config:
             TrainConfig(**{name: value})
         assert str(from_adam.value) == str(from_config.value)
+    with pytest.raises(settings.SettingError, match="beta1 must be at least 0 and below 1"):
+        Adam([], beta1=1.0)  # the keyword form is AdamConfig's too
+    assert Adam([], lr=0.5).lr == 0.5 and Adam([], lr=0.5).beta2 == AdamConfig().beta2
     adam, training = Adam([]), TrainConfig()
     for field in settings.declared(AdamConfig):
         assert getattr(adam, field.name) == getattr(training, field.name), field.name

@@ -46,8 +46,15 @@ class AdamConfig(Settings):
 class Adam:
     """Adam over a list of `Value` parameters, with per-parameter moments."""
 
-    def __init__(self, params: list[Value], config: AdamConfig | None = None) -> None:
-        config = config or AdamConfig()  # checked when it was built
+    def __init__(
+        self, params: list[Value], config: AdamConfig | None = None, **settings: float
+    ) -> None:
+        """`config`'s settings (a TrainConfig is one), or AdamConfig's own
+        built from `settings` (e.g. `Adam(params, lr=0.02)`): either way its
+        defaults and checks."""
+        if config is not None and settings:
+            raise TypeError("give Adam a config or settings, not both")
+        config = config or AdamConfig(**settings)  # checked when it was built
         self.params = params
         self.lr = config.lr
         self.beta1 = config.beta1
