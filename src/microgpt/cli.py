@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from typing import Any, NoReturn
 
 import microgpt
-from microgpt import checkpoint, driver, lessons, plot, sweep
+from microgpt import checkpoint, driver, lessons, parsing, plot, sweep
 from microgpt import settings as st
 from microgpt.console import Console, StreamFailed
 from microgpt.data import DEFAULT_DATA, Tokenizer, describe_source, load_documents, recorded_source
@@ -47,7 +47,7 @@ def version_text() -> str:
     return f"microgpt {microgpt.__version__} (engine: {microgpt.backend.describe_engine()})"
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(parsing.CommandParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
@@ -86,8 +86,8 @@ def _add_train(sub: Any) -> None:
 
 
 def _add_sample(sub: Any) -> None:
-    s = sub.add_parser("sample", help="print names sampled from a checkpoint")
-    s.add_argument("checkpoint", metavar="CKPT")
+    s = sub.add_parser("sample", help="print samples from a checkpoint, one a line")
+    s.add_argument("checkpoint", metavar="CKPT", help="a checkpoint saved by `microgpt train`")
     st.add_flags(s, SampleConfig)
     s.add_argument(
         "--seed",
@@ -114,6 +114,8 @@ def _add_tools(sub: Any) -> None:
         help="run a lesson (without a name: list them)",
         description="Run a lesson; arguments after its name go to the lesson "
         "(see: microgpt lesson NAME --help).",
+        epilog=lessons.listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lesson.add_argument("name", nargs="?", help="the lesson (leave out to list them)")
     lesson.add_argument("args", nargs=argparse.REMAINDER, help="the lesson's own arguments")

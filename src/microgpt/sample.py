@@ -19,9 +19,9 @@ MIN_TEMPERATURE = 1e-6
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How to draw names. The defaults are the original microgpt's."""
+    """How to draw samples. The defaults are the original microgpt's."""
 
-    num: int = setting(20, "how many names to print", Rule("int", low=0))
+    num: int = setting(20, "how many samples to print, one a line", Rule("int", low=0))
     temperature: float = setting(
         0.5,
         f"sampling temperature: 0 picks the likeliest character; else at least {MIN_TEMPERATURE:g}",
