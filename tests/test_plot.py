@@ -263,6 +263,14 @@ def test_no_two_runs_share_a_label(tmp_path: Path) -> None:
     assert [text.split(":")[0] for text in legend_texts(fig)] == ["run [1]", "run [2]"]
 
 
+def test_labels_are_drawn_as_written(tmp_path: Path) -> None:
+    # a name with dollar signs is not TeX for matplotlib to typeset (or choke on)
+    logs = [write_log(tmp_path / name, *curve(10)) for name in ("a$\\frac$.jsonl", "b$x^$.jsonl")]
+    out = tmp_path / "loss.png"
+    ok(microgpt_cli("plot", "loss", *logs, "-o", out))
+    assert is_png(out)
+
+
 def test_runs_on_different_data_are_named_by_the_ends_of_the_paths(tmp_path: Path) -> None:
     folder = "/home/someone/projects/datasets/a/very/long/folder/name"
     runs = [(0.01, "a.txt"), (0.02, "a.txt"), (0.01, "b.txt")]

@@ -241,6 +241,7 @@ def _legend_text(label: str, means: list[float], val_losses: list[float]) -> str
     text = textwrap.fill(
         shorten(label, LABEL_WIDTH * LABEL_LINES), LABEL_WIDTH, break_on_hyphens=False
     )
+    text = text.replace("$", r"\$")  # shown as written, never read as TeX math
     ending = f": {means[-1]:.3f}" if means else ""
     return text + ending + (f" (validation {val_losses[-1]:.3f})" if val_losses else "")
 
