@@ -112,7 +112,7 @@ def _add_tools(sub: Any) -> None:
     lesson = sub.add_parser(
         "lesson",
         help="run a lesson (without a name: list them)",
-        description="Run a lesson; arguments after its name go to the lesson "
+        description="Run a lesson; arguments after its name go to the lesson\n"
         "(see: microgpt lesson NAME --help).",
         epilog=lessons.listing(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
