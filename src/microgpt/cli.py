@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from typing import Any, NoReturn
 
 import microgpt
-from microgpt import checkpoint, driver, evaluate, gradcheck, lessons, plot, sample, sweep
+from microgpt import checkpoint, driver, evaluate, gradcheck, lessons, parsing, plot, sample, sweep
 from microgpt import settings as st
 from microgpt.console import Console, StreamFailed
 from microgpt.data import DEFAULT_DATA, Tokenizer, describe_source, load_data, recorded_source
@@ -46,7 +46,7 @@ def version_text() -> str:
     return f"microgpt {microgpt.__version__} (engine: {microgpt.backend.describe_engine()})"
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(parsing.CommandParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
@@ -90,8 +90,10 @@ def _add_tools(sub: Any) -> None:
     lesson = sub.add_parser(
         "lesson",
         help="run a lesson (without a name: list them)",
-        description="Run a lesson; arguments after its name go to the lesson "
+        description="Run a lesson; arguments after its name go to the lesson\n"
         "(see: microgpt lesson NAME --help).",
+        epilog=lessons.listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lesson.add_argument("name", nargs="?", help="the lesson (leave out to list them)")
     lesson.add_argument("args", nargs=argparse.REMAINDER, help="the lesson's own arguments")

@@ -122,7 +122,7 @@ def add_parser(subparsers: Any) -> None:
         "(loss / ln 2) of a checkpoint's model over a file's documents or windows "
         "(default: the run's own validation split).",
     )
-    e.add_argument("checkpoint", metavar="CKPT")
+    e.add_argument("checkpoint", metavar="CKPT", help="a checkpoint saved by `microgpt train`")
     e.add_argument("--data", help="a file or http(s) URL (default: the run's validation split)")
     st.add_flags(e, TrainConfig, only=["data_mode"], unset_default=True)
     e.add_argument("--json", action="store_true", help="print the result as a JSON object")

@@ -275,7 +275,7 @@ SAMPLE_LIMITS = ("max_checkpoint_size", "max_memory", "max_data_size")  # data: 
 def add_parser(subparsers: Any) -> None:
     """Add `microgpt sample` to the `microgpt` parser."""
     s = subparsers.add_parser("sample", help="print samples drawn from a checkpoint")
-    s.add_argument("checkpoint", metavar="CKPT")
+    s.add_argument("checkpoint", metavar="CKPT", help="a checkpoint saved by `microgpt train`")
     st.add_flags(s, SampleConfig)
     s.add_argument(
         "--seed",
