@@ -22,19 +22,14 @@ the golden run), and the final weights are compared too.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
+from original_design import OriginalGPT
 
 from microgpt.data import load_documents
 from microgpt.sample import sample_many
 from microgpt.train import Run, TrainConfig
-
-if str(REPO_ROOT / "bench") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-from original_design import OriginalGPT  # noqa: E402
 
 SAMPLES = 20
 # name: (steps, seed, model settings); the original design has the default
