@@ -127,6 +127,12 @@ def code_reached(test: ast.FunctionDef, definitions: dict[str, ast.stmt]) -> lis
     return reached
 
 
+def text_of(node: ast.AST) -> str:
+    """The code, and the text of its strings as they are (a child's code is often one)."""
+    strings = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
+    return "\n".join([ast.unparse(node), *(s for s in strings if isinstance(s, str))])
+
+
 def is_marked(node: ast.FunctionDef | ast.Module) -> bool:
     if isinstance(node, ast.Module):
         decorators = [
@@ -153,7 +159,7 @@ def unmarked_posix_tests(path: Path) -> list[str]:
         if is_marked(test):
             continue
         for node in code_reached(test, definitions):
-            match = POSIX_ONLY.search(ast.unparse(node))
+            match = POSIX_ONLY.search(text_of(node))
             if match:
                 found.append(f"{path.name}::{test.name} uses {match.group(0)!r}")
                 break
@@ -167,7 +173,7 @@ def test_every_test_that_needs_posix_is_marked() -> None:
     assert not found, "mark these @pytest.mark.posix_only(reason):\n" + "\n".join(found)
 
 
-def test_the_marker_check_finds_a_helper_two_steps_away(tmp_path: Path) -> None:
+def test_the_marker_check_finds_a_helper_two_steps_away_and_a_childs_code(tmp_path: Path) -> None:
     module = tmp_path / "test_sample.py"
     module.write_text(
         "import os, pytest\n"
@@ -176,7 +182,12 @@ def test_the_marker_check_finds_a_helper_two_steps_away(tmp_path: Path) -> None:
         "@pytest.fixture\ndef fifo(tmp_path):\n    MAKERS['fifo'](tmp_path / 'f')\n"
         "def test_uses_fixture(fifo):\n    pass\n"
         "@pytest.mark.posix_only('FIFOs')\ndef test_marked(fifo):\n    pass\n"
-        "def test_portable():\n    assert os.path.sep\n",
+        "def test_portable():\n    assert os.path.sep\n"
+        'CHILD = """\nimport resource\n"""\n'
+        "def test_child(tmp_path):\n    run(CHILD)\n",
         encoding="utf-8",
     )
-    assert unmarked_posix_tests(module) == ["test_sample.py::test_uses_fixture uses 'os.mkfifo'"]
+    assert unmarked_posix_tests(module) == [
+        "test_sample.py::test_uses_fixture uses 'os.mkfifo'",
+        "test_sample.py::test_child uses 'import resource'",
+    ]
