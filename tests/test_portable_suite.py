@@ -31,7 +31,8 @@ TESTS = Path(__file__).resolve().parent
 # user ids, and the POSIX-only modules (also in a child's code, as text).
 POSIX_ONLY = re.compile(
     r"\bos\.(mkfifo|mknod|makedev|geteuid|getuid|fork|setsid|killpg|getpgid|sysconf|umask)\b"
-    r"|\bsignal\.(SIGKILL|SIGHUP|SIGPIPE|SIGALRM|SIGQUIT|SIGUSR1|SIGUSR2|SIGCHLD|SIGSTOP)\b"
+    r"|\bsignal\.(SIGKILL|SIGHUP|SIGPIPE|SIGALRM|SIGQUIT|SIGUSR[12]|SIGCHLD|SIGSTOP|SIGCONT)\b"
+    r"|\bsignal\.(SIGTSTP|SIGXFSZ|SIGXCPU|alarm|setitimer|pthread_kill)\b|\bpreexec_fn\b"
     r"|\.send_signal\(|\bos\.kill\(|\bAF_UNIX\b|\.chmod\(|\bsymlink_to\(|\bos\.symlink\("
     r"|\b(import|from) (fcntl|resource|termios|pty|pwd|grp)\b"
 )
