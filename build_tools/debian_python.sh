@@ -77,7 +77,7 @@ build_chroot() {
     # Built beside its final place and renamed when complete: an interrupted
     # build is never mistaken for a chroot.
     local partial=$chroot_dir.partial
-    rm -rf "$partial"
+    rm -rf --one-file-system "$partial"  # never into a mount a killed build left there
     if [[ $foreign == no ]]; then
         need debootstrap debootstrap
         debootstrap --variant=minbase --include="$packages" "$suite" "$partial" "$mirror"
@@ -107,6 +107,10 @@ mkdir -p "$cache"
 exec {lock}>"$cache/$suite-$arch.lock"
 flock "$lock"
 trap cleanup EXIT
+# A run killed before its cleanup left its mounts: undo them first.
+for stale in parity dev/shm dev/pts dev proc; do
+    ! mountpoint -q "$chroot_dir/$stale" 2>/dev/null || umount -l "$chroot_dir/$stale"
+done
 
 case $arch in arm64) qemu_arch=aarch64 ;; *) qemu_arch=$arch ;; esac
 [[ $foreign == no ]] || enable_emulation
@@ -136,7 +140,7 @@ fi
 
 # The checkout as git sees it (what `python -m build` would get from a clone).
 work=$chroot_dir/root/work
-rm -rf "$work"
+rm -rf --one-file-system "$work"
 mkdir -p "$work/src"
 git -C "$root" ls-files -z --cached --others --exclude-standard \
     | (cd "$root" && tar --null -T - -cf -) | tar -xf - -C "$work/src"
