@@ -379,26 +379,10 @@ def _original_sampler(docs: list[str]) -> Callable[[], list[str]]:
     model = OriginalGPT(docs, seed=SEED)  # 1000 steps, as TrainConfig's default
     for _ in range(SAMPLE_TRAIN_STEPS):
         model.train_step()
-    temperature = 0.5  # microgpt's default, as in the original
-
-    def one(rng: random.Random) -> str:
-        keys: list[Any] = [[] for _ in range(model.n_layer)]
-        values: list[Any] = [[] for _ in range(model.n_layer)]
-        token_id = model.bos
-        out = []
-        for pos_id in range(model.block_size):
-            logits = model.forward(token_id, pos_id, keys, values)
-            probs = model.softmax([logit / temperature for logit in logits])
-            weights = [p.data for p in probs]
-            token_id = rng.choices(range(model.vocab_size), weights=weights)[0]
-            if token_id == model.bos:
-                break
-            out.append(model.chars[token_id])
-        return "".join(out)
 
     def draw() -> list[str]:
         rng = random.Random(SAMPLE_SEED)
-        return [one(rng) for _ in range(SAMPLE_NAMES)]
+        return [model.sample(rng) for _ in range(SAMPLE_NAMES)]  # temperature 0.5, as microgpt's
 
     return draw
 

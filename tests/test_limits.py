@@ -232,6 +232,7 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
+@pytest.mark.posix_only("file size limits (resource.RLIMIT_FSIZE, SIGXFSZ)")
 def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_out(
     data: Path, tmp_path: Path
 ) -> None:
@@ -251,6 +252,7 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_out(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]  # no partial file
 
 
+@pytest.mark.posix_only("file size limits (resource.RLIMIT_FSIZE, SIGXFSZ)")
 def test_a_log_that_cannot_be_written_is_one_line_naming_log(data: Path, tmp_path: Path) -> None:
     log, out = tmp_path / "l.jsonl", tmp_path / "c.json"
     result = subprocess.run(
