@@ -70,15 +70,21 @@ def notebooks() -> list[str]:
 
 
 def on_config(config: Any) -> Any:
-    """Fill in the navigation's generated sections: API and notebooks."""
+    """Fill in the navigation's generated sections: API and notebooks (a
+    section left empty, with no notebooks, is dropped)."""
+    generated = {
+        "API reference": [{module: api_path(module)} for module, _ in API_MODULES],
+        "Learn": notebooks(),
+    }
+    nav = []
     for section in config["nav"]:
-        if not isinstance(section, dict):
-            continue
-        ((title, entries),) = section.items()
-        if title == "API reference":
-            entries.extend({module: api_path(module)} for module, _ in API_MODULES)
-        elif title == "Learn":
-            entries.extend(notebooks())
+        title = next(iter(section)) if isinstance(section, dict) else None
+        if title in generated:
+            section = {title: section[title] + generated[title]}
+            if not section[title]:
+                continue
+        nav.append(section)
+    config["nav"] = nav
     return config
 
 
