@@ -45,6 +45,11 @@ ENGINE_OPTIONS = """
       members: [Value, no_grad, dot, linear, vsum, adam_update]
       show_if_no_docstring: true
 """
+# The package's page is its docstring, the guide; Value has the engine's page.
+PACKAGE_OPTIONS = """
+    options:
+      members: false
+"""
 CLI_PAGE = "cli.md"
 HELP_WIDTH = "78"  # columns of the --help text shown on the command-line page
 
@@ -56,7 +61,7 @@ def readme_as_home_page() -> str:
 
 
 def api_page(module: str, about: str) -> str:
-    options = ENGINE_OPTIONS if module == "microgpt.engine" else ""
+    options = {"microgpt.engine": ENGINE_OPTIONS, "microgpt": PACKAGE_OPTIONS}.get(module, "")
     return f"# {module}\n\n{about[0].upper()}{about[1:]}.\n\n::: {module}{options}\n"
 
 

@@ -6,18 +6,18 @@ Learn, in this order: each lesson prints what it teaches; read its source,
 src/microgpt/lessons/NAME.py, beside what it prints.
 
     microgpt lesson autograd     backward() is the chain rule
-    microgpt lesson new_op       write your own op; gradcheck catches a wrong derivative
-    microgpt lesson xor          a small network learns XOR (--plot: its boundary)
+    microgpt lesson new_op       your own op, checked by gradcheck
+    microgpt lesson xor          a small network learns XOR, and its boundary
     microgpt lesson attention    causal attention: nothing above the diagonal
     microgpt lesson names        train the GPT on names, and sample from it
 
 The same path as notebooks: pip install "microgpt-exact[notebook]", then
-`jupyter lab docs/notebooks` in a checkout.
+jupyter lab docs/notebooks (in a checkout).
 
 The main API, one module each:
 
-    microgpt.Value       a number that remembers how it was computed; .backward()
-    microgpt.no_grad     a with-block that builds no graph (sampling, evaluation)
+    microgpt.Value       a number that remembers how it was made; .backward()
+    microgpt.no_grad     with no_grad(): build no graph (sampling, evaluation)
     microgpt.engine      Value, and dot, linear, vsum: one node for a whole sum
     microgpt.nn          GPT, GPTConfig, cross_entropy, softmax
     microgpt.optim       Adam, linear_decay, clip_grad_norm
