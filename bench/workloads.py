@@ -140,7 +140,7 @@ def torch_facts() -> dict[str, str]:
 # --- data --------------------------------------------------------------------
 
 
-# The original microgpt's names file, where this repository's README expects it.
+# The original microgpt's names file, where docs/reproducing.md expects it.
 ORIGINAL_NAMES = Path(__file__).resolve().parent.parent.parent / "shared" / "parity" / "names.txt"
 
 

@@ -76,6 +76,10 @@ CYTHON_DIRECTIVES = {
     # x ** y on C doubles is C's pow(), as Python's float ** is; without
     # this Cython computes it through complex numbers.
     "cpow": True,
+    # Compiled functions and methods are Python-like function objects, so
+    # help() and inspect.signature() see their parameters and docstrings as
+    # they do interpreted (Cython 3's default, said here so that it stays).
+    "binding": True,
 }
 
 

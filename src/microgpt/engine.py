@@ -20,6 +20,7 @@ after the divider further down.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import operator
 from collections.abc import Sequence
@@ -59,6 +60,23 @@ class Value:
         code = _op_code(op, child1 is not None)
         _clear_children(self)  # (if __init__ is called again)
         _set_fields(self, _number(data, "data"), code, child1, local1, child2, local2)
+
+    if cython.compiled:
+        # Compiled, __init__ is a C slot whose parameters help() and
+        # inspect.signature() cannot see; this names them. (Interpreted, they
+        # read __init__ itself; tests/test_docs.py checks that the two agree.)
+        __signature__ = inspect.Signature(
+            [
+                inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, **default)
+                for name, default in (
+                    ("data", {"annotation": "float"}),
+                    ("children", {"default": (), "annotation": "Sequence[Value]"}),
+                    ("local_grads", {"default": (), "annotation": "Sequence[float]"}),
+                    ("op", {"default": "", "annotation": "str"}),
+                )
+            ],
+            return_annotation="None",
+        )
 
     # --- the ops: forward value, and d(out)/d(input) for each input ---------
 

@@ -258,7 +258,7 @@ class GPT:
         return linear(x, sd["lm_head"])
 
     def attention_weights(self, token_ids: list[int]) -> list[list[list[list[float]]]]:
-        """Attention weights [layer][head][query t][key s] for a sequence.
+        """Attention weights `[layer][head][query t][key s]` for a sequence.
 
         Row t has t+1 entries: position t only ever sees positions <= t.
         """
