@@ -132,6 +132,8 @@ class Value:
         return self * other
 
     def __truediv__(self, other: Value | float) -> Value:
+        if isinstance(other, Value):  # self * other**-1 as one node (see _quotient)
+            return _quotient(self, other)
         return self * other**-1
 
     def __rtruediv__(self, other: Value | float) -> Value:
@@ -206,6 +208,8 @@ class Value:
             return ()
         if self._child2 is None:
             return (self._local1,)
+        if self._op == DIV:  # d(a * b**-1)/db = a * (-1 * b**-2)
+            return (self._local1, self._local2 * self._local3)
         return (self._local1, self._local2)
 
     @property
@@ -237,6 +241,7 @@ class Value:
         _data: cython.double
         _right: _Inputs | None  # a dot node's x_i (None for a sum)
         _left_values: cython.p_double  # a dot's w_i at forward time: d(self)/d(x_i)
+        _local3: cython.double  # a quotient's d(other**-1)/d(other) (see _quotient)
     else:
         __slots__ = (
             "_grad",
@@ -252,6 +257,7 @@ class Value:
             "_data",
             "_right",
             "_left_values",
+            "_local3",
         )
 
     def __reduce__(self) -> str:
@@ -322,24 +328,35 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
     )
 
 # Which op made a node, for display (see `microgpt.graph`): a node keeps a
-# one-byte code, an index into OP_NAMES; hand-written ops add their names.
-# Code 0 is a leaf's and only a leaf's (a node made by hand without an op
-# name gets UNNAMED), so that whether a node is a leaf is one comparison.
-OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
-OP_NAMES += ["dot", "sum", ""]
-LEAF = cython.declare(cython.uchar, 0)
-ADD = cython.declare(cython.uchar, 1)
-MUL = cython.declare(cython.uchar, 2)
-POW = cython.declare(cython.uchar, 3)
-LOG = cython.declare(cython.uchar, 4)
-EXP = cython.declare(cython.uchar, 5)
-RELU = cython.declare(cython.uchar, 6)
-TANH = cython.declare(cython.uchar, 7)
-SIGMOID = cython.declare(cython.uchar, 8)
-GELU = cython.declare(cython.uchar, 9)
-DOT = cython.declare(cython.uchar, 10)
-SUM = cython.declare(cython.uchar, 11)
-UNNAMED = cython.declare(cython.uchar, 12)
+# one-byte code, an index into OP_NAMES. The declarations below are the one
+# table: each op's code is the place of its name in OP_NAMES, which they
+# fill in this order; hand-written ops add their names after them. Code 0 is
+# a leaf's and only a leaf's (a node made by hand without an op name gets
+# UNNAMED), so that whether a node is a leaf is one comparison.
+OP_NAMES: list[str] = []
+
+
+def _new_op(name: str) -> int:
+    OP_NAMES.append(name)
+    return len(OP_NAMES) - 1
+
+
+LEAF = cython.declare(cython.uchar, _new_op(""))
+ADD = cython.declare(cython.uchar, _new_op("+"))
+MUL = cython.declare(cython.uchar, _new_op("*"))
+POW = cython.declare(cython.uchar, _new_op("**"))
+LOG = cython.declare(cython.uchar, _new_op("log"))
+EXP = cython.declare(cython.uchar, _new_op("exp"))
+RELU = cython.declare(cython.uchar, _new_op("relu"))
+TANH = cython.declare(cython.uchar, _new_op("tanh"))
+SIGMOID = cython.declare(cython.uchar, _new_op("sigmoid"))
+GELU = cython.declare(cython.uchar, _new_op("gelu"))
+DOT = cython.declare(cython.uchar, _new_op("dot"))
+SUM = cython.declare(cython.uchar, _new_op("sum"))
+DIV = cython.declare(cython.uchar, _new_op("/"))
+SCALED_DOT = cython.declare(cython.uchar, _new_op("dot/"))
+SHIFTED_EXP = cython.declare(cython.uchar, _new_op("exp(x-c)"))
+UNNAMED = cython.declare(cython.uchar, _new_op(""))
 
 # True in the compiled extension, False when this file runs interpreted.
 COMPILED: bool = cython.compiled
@@ -438,7 +455,14 @@ def _constant(data: cython.double) -> Value:
 
 @cython.cfunc
 def _power_node(x: Value, k_obj: float) -> Value:
-    base: cython.double = x._data
+    node: Value = _unary(POW, 0.0, x, 0.0)
+    _power_and_slope(node, x._data, k_obj)  # (into _data and _local1)
+    return node
+
+
+@cython.cfunc
+def _power_and_slope(node: Value, base: cython.double, k_obj: float) -> cython.void:
+    """Sets node._data to base**k and node._local1 to k * base**(k-1)."""
     k: cython.double = k_obj
     if base > 0.0 and -_EXACT_INT < k < _EXACT_INT:
         # The common case, straight through (libm's pow, as Python uses);
@@ -446,9 +470,27 @@ def _power_node(x: Value, k_obj: float) -> Value:
         out: cython.double = base**k
         d: cython.double = k * base ** (k - 1.0)
         if out < _INF and -_INF < d < _INF:
-            return _unary(POW, out, x, d)
+            node._data = out
+            node._local1 = d
+            return
     # Everything else (0, negatives, overflow) with Python's semantics and errors.
-    return _unary(POW, _power(base, k_obj), x, k_obj * _power(base, k_obj - 1))
+    node._data = _power(base, k_obj)
+    node._local1 = k_obj * _power(base, k_obj - 1)
+
+
+@cython.cfunc
+def _quotient(a: Value, b: Value) -> Value:
+    """`a / b`, which is `a * b**-1`, as one node of children a and b: it
+    passes g to them as that product and its `b**-1` node would, one right
+    after the other (a.grad += b**-1 * g; then b.grad += (-1 * b**-2) * (a * g)),
+    and the `b**-1` node, made here, has no other parent and is always just
+    before the product in the topological order."""
+    node: Value = _binary(DIV, 0.0, a, 0.0, b, a._data)
+    _power_and_slope(node, b._data, -1)  # b**-1 and its slope, for now
+    node._local3 = node._local1
+    node._local1 = node._data  # d(a * r)/da = r
+    node._data = a._data * node._data
+    return node
 
 
 def _power(base: float, exponent: float) -> float:
@@ -514,6 +556,83 @@ def vsum(values: Sequence[Value]) -> Value:
     except (AttributeError, TypeError):
         _check_values(vs, "vsum")
         raise
+
+
+# --- the model's vector ops: each node stands for a chain that has one parent ----------
+
+
+def scaled_dots(q: Sequence[Value], ks: Sequence[Sequence[Value]], divisor: float) -> list[Value]:
+    """`[dot(q, k) / divisor for k in ks]`, one node per k.
+
+    `dot(q, k) / divisor` is the dot node times the number c = divisor**-1,
+    a node whose only child is the dot and which comes right after the dot's
+    last term in the topological order. So this is the dot node with c kept:
+    its value is the running sum times c, and before its terms pass on the
+    gradient g it becomes c * g, the gradient the dot node would have got.
+    """
+    c: cython.double = operator.pow(divisor, -1)  # as Python computes divisor**-1
+    ws: tuple[Value, ...] = tuple(q)
+    out: list[Value] = []
+    node: Value
+    for k in ks:
+        inputs: _Inputs = _inputs(k, 1, "scaled_dots")
+        try:
+            node = _dot_row(_row(ws, inputs, "scaled_dots"), inputs, 0)
+        except (AttributeError, TypeError):
+            _check_values(ws, "scaled_dots")
+            raise
+        if node._op == DOT:  # (under no_grad() it is a leaf)
+            node._op = SCALED_DOT
+            node._local1 = c
+        node._data = node._data * c
+        out.append(node)
+    return out
+
+
+def exps_shifted(values: Sequence[Value], shift: float) -> list[Value]:
+    """`[(v - shift).exp() for v in values]`, one node per value.
+
+    `v - shift` is `v + (-shift)`, a node whose only parent is the exp and
+    which comes right before it in the topological order; its gradient is
+    0.0 + e * g, which it passes on times 1.0: the same float as e * g
+    (when that is -0.0, the same once added to a gradient, which starts at
+    0.0). So this is an exp node whose child is v.
+    """
+    c: cython.double = -shift
+    out: list[Value] = []
+    e: cython.double
+    for item in values:
+        if not isinstance(item, Value):
+            _check_value(item, "exps_shifted() arguments")
+        v: Value = item
+        e = math.exp(v._data + c)
+        out.append(_unary(SHIFTED_EXP, e, v, e))
+    return out
+
+
+def weighted_sum(weights: Sequence[Value], vectors: Sequence[Sequence[Value]]) -> list[Value]:
+    """`[dot(weights, [v[j] for v in vectors]) for j in range(len(vectors[0]))]`:
+    the sum of the vectors, each times its weight, node for node (the dot
+    nodes share one tuple of the weights)."""
+    ws: tuple[Value, ...] = tuple(weights)
+    rows: list[tuple[Value, ...]] = [tuple(v) for v in vectors]
+    if len(rows) != len(ws):
+        raise ValueError(
+            f"weighted_sum() of {len(ws)} weights and {len(rows)} vectors: one weight per vector"
+        )
+    width: cython.Py_ssize_t = len(rows[0]) if rows else 0
+    if any(len(row) != width for row in rows):
+        raise ValueError("weighted_sum() of vectors of different lengths")
+    out: list[Value] = []
+    j: cython.Py_ssize_t
+    for j in range(width):
+        inputs: _Inputs = _inputs([row[j] for row in rows], 1, "weighted_sum")
+        try:
+            out.append(_dot_row(_row(ws, inputs, "weighted_sum"), inputs, 0))
+        except (AttributeError, TypeError):
+            _check_values(ws, "weighted_sum")
+            raise
+    return out
 
 
 @cython.final
@@ -691,12 +810,13 @@ def _operand(node: Value, k: cython.Py_ssize_t) -> Value:
 
 
 def _operand_grad(node: Value, k: cython.Py_ssize_t) -> float:
-    """d(node)/d(child k) of a dot or sum node."""
+    """d(node)/d(child k) of a dot or sum node (times c for a scaled dot)."""
+    c: cython.double = node._local1 if node._op == SCALED_DOT else 1.0
     if node._right is None:
         return 1.0
     if k & 1:
-        return node._left_values[k >> 1]  # d(w*x)/dx = w
-    return node._right.values[k >> 1]  # d(w*x)/dw = x
+        return node._left_values[k >> 1] * c  # d(w*x)/dx = w
+    return node._right.values[k >> 1] * c  # d(w*x)/dw = x
 
 
 @cython.cfunc
@@ -921,8 +1041,13 @@ def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
         if node._left is None:
             node._child1._grad += node._local1 * g  # type: ignore[union-attr]
             if node._child2 is not None:
-                node._child2._grad += node._local2 * g
+                if node._op == DIV:  # through b**-1, whose gradient is a * g
+                    node._child2._grad += node._local3 * (node._local2 * g)
+                else:
+                    node._child2._grad += node._local2 * g
             continue
+        if node._op == SCALED_DOT:  # the dot's gradient, from its "/ divisor" node
+            g = node._local1 * g
         # A run of terms, last term first, as the chain's nodes came in reverse;
         # the node's cursor is where the run after this one started.
         first = run_starts.pop()
@@ -1053,7 +1178,7 @@ def _op_code(name: str, has_children: bool) -> int:
     if name not in OP_NAMES:
         if len(OP_NAMES) >= 256:
             raise ValueError("too many distinct op names (at most 256)")
-        OP_NAMES.append(name)
+        _new_op(name)
     code = OP_NAMES.index(name)
     return UNNAMED if code == LEAF and has_children else code
 
