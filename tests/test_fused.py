@@ -46,6 +46,7 @@ def random_program(rng: random.Random, n_leaves: int, n_ops: int) -> Program:
         kind = rng.choice(
             ["dot", "dot", "sum", "sum", "linear", "add", "mul", "exp", "tanh", "pow", "relu"]
             + ["div", "div", "scaled", "scaled", "shifted", "shifted", "weighted", "weighted"]
+            + ["attend", "attend", "attend"]
         )
         if kind in ("dot", "sum"):
             length = rng.randint(1, 6)
@@ -71,6 +72,11 @@ def random_program(rng: random.Random, n_leaves: int, n_ops: int) -> Program:
             count, width = rng.randint(1, 4), rng.randint(1, 3)
             program.append((kind, [pick() for _ in range(count * (width + 1))], float(width)))
             size += width - 1
+        elif kind == "attend":  # q, the keys, the values; k holds the three sizes
+            width, positions, width_v = rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 3)
+            count = width * (positions + 1) + positions * width_v
+            program.append((kind, [pick() for _ in range(count)], float(width * 100 + width_v)))
+            size += width_v - 1
         elif kind in ("add", "mul", "div"):
             program.append((kind, [pick(), pick()], 0.0))
         else:
@@ -93,6 +99,15 @@ def explicit_exps_shifted(values: Any, shift: float) -> list[Any]:
 
 def explicit_weighted_sum(weights: Any, vectors: Any) -> list[Any]:
     return [explicit_dot(weights, [v[j] for v in vectors]) for j in range(len(vectors[0]))]
+
+
+def explicit_attend(q: Any, keys: Any, values: Any) -> list[Any]:
+    scores = [explicit_dot(q, k) / len(q) ** 0.5 for k in keys]
+    max_val = max(s.data for s in scores)
+    exps = [(s - max_val).exp() for s in scores]
+    total = sum(exps)
+    weights = [e * total**-1 for e in exps]
+    return explicit_weighted_sum(weights, values)
 
 
 DIVISORS = (2.0, 3, 0.7, 8**0.5)
@@ -129,6 +144,15 @@ def build(program: Program, leaves: list[Any], fused: bool) -> list[Any]:
             vectors = [flat[i : i + int(k)] for i in range(0, len(flat), int(k))]
             f = engine.weighted_sum if fused else explicit_weighted_sum
             nodes += f(weights, vectors)
+            continue
+        elif kind == "attend":
+            width, width_v = int(k) // 100, int(k) % 100
+            positions = (len(xs) - width) // (width + width_v)
+            q, rest = xs[:width], xs[width:]
+            keys = [rest[t * width : (t + 1) * width] for t in range(positions)]
+            rest = rest[positions * width :]
+            values = [rest[t * width_v : (t + 1) * width_v] for t in range(positions)]
+            nodes += (engine.attend if fused else explicit_attend)(q, keys, values)
             continue
         elif kind == "div":  # a / b is one node fused, a * b**-1 explicitly
             den = xs[1] if abs(xs[1].data) > 0.1 else xs[1] + 2.0  # (no overflow)
@@ -216,14 +240,14 @@ def test_the_random_graphs_use_every_fused_op_on_nodes_reached_first_by_it() -> 
     # Guard: each of the model's vector ops appears often, with an operand
     # that is a node (not a leaf) first reached through it after another of
     # its operands; and a / b whose b gets gradient from elsewhere too.
-    counts = dict.fromkeys(("scaled", "shifted", "weighted", "div"), 0)
+    counts = dict.fromkeys(("scaled", "shifted", "weighted", "attend", "div"), 0)
     for seed in SEEDS:
         rng = random.Random(seed)
         n_leaves = rng.randint(1, 5)
         program = random_program(rng, n_leaves, rng.randint(1, 25))
         used: list[int] = []  # operands of the ops so far, with repeats
         for kind, args, _ in program:
-            if kind in ("scaled", "shifted", "weighted") and any(
+            if kind in ("scaled", "shifted", "weighted", "attend") and any(
                 a >= n_leaves and a not in used and a not in args[:i]
                 for i, a in enumerate(args[1:], start=1)
             ):
@@ -243,7 +267,7 @@ def test_the_gpt_loss_gradients_match_the_explicit_chains() -> None:
 
     docs = ["emma", "olivia", "ava", "isabella", "sophia", "mia"]
 
-    names = ("dot", "vsum", "linear", "scaled_dots", "exps_shifted", "weighted_sum")
+    names = ("dot", "vsum", "linear", "scaled_dots", "exps_shifted", "weighted_sum", "attend")
 
     def grads(*ops: Callable[..., Any]) -> list[float]:
         saved = [getattr(nn, name) for name in names]
@@ -266,6 +290,7 @@ def test_the_gpt_loss_gradients_match_the_explicit_chains() -> None:
         explicit_scaled_dots,
         explicit_exps_shifted,
         explicit_weighted_sum,
+        explicit_attend,
     )
     assert fused == explicit
 

@@ -193,6 +193,8 @@ class Value:
         w0, x0, w1, x1, ...)."""
         if self._left is not None:
             return tuple(_operand(self, k) for k in range(_operand_count(self)))
+        if self._right is not None:
+            return _head_children(self)
         if self._child1 is None:
             return ()
         if self._child2 is None:
@@ -204,6 +206,8 @@ class Value:
         """d(self)/d(child) for each child, in order, as of the forward pass."""
         if self._left is not None:
             return tuple(_operand_grad(self, k) for k in range(_operand_count(self)))
+        if self._right is not None:
+            return _head_local_grads(self)
         if self._child1 is None:
             return ()
         if self._child2 is None:
@@ -356,6 +360,7 @@ SUM = cython.declare(cython.uchar, _new_op("sum"))
 DIV = cython.declare(cython.uchar, _new_op("/"))
 SCALED_DOT = cython.declare(cython.uchar, _new_op("dot/"))
 SHIFTED_EXP = cython.declare(cython.uchar, _new_op("exp(x-c)"))
+ATTEND = cython.declare(cython.uchar, _new_op("attend"))
 UNNAMED = cython.declare(cython.uchar, _new_op(""))
 
 # True in the compiled extension, False when this file runs interpreted.
@@ -416,6 +421,7 @@ def _set_fields(
         node._child1 = child1
         node._child2 = child2
         node._left = None
+        node._right = None
     node._op = op
     node._visited = 0
     node._cursor = 0
@@ -635,7 +641,49 @@ def weighted_sum(weights: Sequence[Value], vectors: Sequence[Sequence[Value]]) -
     return out
 
 
-@cython.final
+def attend(
+    q: Sequence[Value], keys: Sequence[Sequence[Value]], values: Sequence[Sequence[Value]]
+) -> list[Value]:
+    """One attention head for one query, one node per output:
+
+        scores = scaled_dots(q, keys, len(q) ** 0.5)  # [dot(q, k) / len(q)**0.5 ...]
+        max_val = max(s.data for s in scores)
+        exps = exps_shifted(scores, max_val)          # [(s - max_val).exp() ...]
+        total = vsum(exps)
+        weights = [e / total for e in exps]
+        return weighted_sum(weights, values)
+
+    with the same floats forward and backward. The scores, exps, total and
+    weights are C doubles here, not nodes. Each output o_j is a node; the
+    first one the traversal reaches walks its inputs in the order that the
+    chain above would (q and each key through the scores, then each value
+    through o_j's terms) and is scheduled once per step of that chain's
+    backward pass, where the chain's node would have been: the steps that
+    come between two inputs' subtrees run together, last first (see
+    `_head_step`). The other outputs are scheduled term by term, as dots.
+    So every gradient, inside and out, is added up in the chain's order.
+    """
+    core: _Head = _head(q, keys, values)
+    n_out: cython.Py_ssize_t = core.width_v
+    t_len: cython.Py_ssize_t = core.t_len
+    out: list[Value] = []
+    j: cython.Py_ssize_t
+    t: cython.Py_ssize_t
+    o: cython.double
+    for j in range(n_out):
+        o = 0.0
+        for t in range(t_len):  # the running sum of dot(weights, column j) from 0
+            o += core.p[t] * core.v_val[t * n_out + j]
+        if not _recording:
+            out.append(_constant(o))
+            continue
+        node: Value = _set_fields(Value.__new__(Value), o, ATTEND, None, 0.0, None, 0.0)
+        node._right = core
+        node._local1 = j  # which output (a whole number, exact as a double)
+        out.append(node)
+    return out
+
+
 @cython.no_gc
 @cython.cclass
 class _Inputs:
@@ -655,6 +703,148 @@ class _Inputs:
 
     def __dealloc__(self) -> None:  # compiled only
         _free_doubles(self.values)  # (row_values are in the same block)
+
+
+@cython.final
+@cython.no_gc
+@cython.cclass
+class _Head(_Inputs):
+    """What the outputs of one `attend` share: its inputs (q in `items`),
+    their values and the chain's values at forward time, and the gradients
+    of the chain's nodes during a backward pass. Compiled, the doubles are
+    one block (`values`, freed with it); interpreted, lists."""
+
+    if cython.compiled:
+        k_items: tuple[Value, ...]  # key t's [i] at t * width + i
+        v_items: tuple[Value, ...]  # value t's [j] at t * width_v + j
+        t_len: cython.Py_ssize_t  # positions
+        width: cython.Py_ssize_t  # of q and each key
+        width_v: cython.Py_ssize_t  # of each value
+        c: cython.double  # the scores' factor, len(q)**0.5 ** -1
+        r: cython.double  # total**-1
+        d: cython.double  # its slope, -1 * total**-2
+        g_total: cython.double  # the gradient of the total
+        entry: cython.Py_ssize_t  # the output the traversal reached first
+        k_val: cython.p_double  # key t's [i] at t * width + i
+        v_val: cython.p_double  # value t's [j] at t * width_v + j
+        e: cython.p_double  # the exps
+        p: cython.p_double  # the weights
+        g_s: cython.p_double  # the gradients of the scores' dot nodes
+        g_e: cython.p_double  # of the exps
+        g_p: cython.p_double  # of the weights
+    else:
+        __slots__ = (
+            "k_items", "v_items", "t_len", "width", "width_v", "c", "r", "d", "g_total", "entry",
+            "k_val", "v_val", "e", "p", "g_s", "g_e", "g_p",
+        )  # fmt: skip
+
+
+@cython.cfunc
+def _head(
+    q: Sequence[Value], keys: Sequence[Sequence[Value]], vals: Sequence[Sequence[Value]]
+) -> _Head:
+    """The shared part of `attend`'s outputs, its forward pass done."""
+    core: _Head = _Head.__new__(_Head)
+    core.items = tuple(q)
+    key_rows: list[tuple[Value, ...]] = [tuple(k) for k in keys]
+    value_rows: list[tuple[Value, ...]] = [tuple(v) for v in vals]
+    t_len: cython.Py_ssize_t = len(key_rows)
+    width: cython.Py_ssize_t = len(core.items)
+    if t_len == 0 or t_len != len(value_rows) or width == 0:
+        raise ValueError(
+            f"attend() of {width} query values, {t_len} keys and {len(value_rows)} values: "
+            "one value per key, and at least one of each"
+        )
+    width_v: cython.Py_ssize_t = len(value_rows[0])
+    if any(len(k) != width for k in key_rows) or any(len(v) != width_v for v in value_rows):
+        raise ValueError("attend() of keys or values of different lengths")
+    core.k_items = tuple([k for row in key_rows for k in row])
+    core.v_items = tuple([v for row in value_rows for v in row])
+    core.t_len, core.width, core.width_v = t_len, width, width_v
+    core.visited = 0
+    core.entry = -1
+    core.g_total = 0.0
+    _head_blocks(core)
+    if not (
+        _read_values(core.items, core.values)
+        and _read_values(core.k_items, core.k_val)
+        and _read_values(core.v_items, core.v_val)
+    ):
+        _check_values(core.items + core.k_items + core.v_items, "attend")
+    _head_forward(core)
+    return core
+
+
+@cython.cfunc
+def _read_values(items: tuple[Value, ...], out: cython.p_double) -> cython.bint:
+    """Copies the items' values to out; False if an item is not a Value."""
+    n: cython.Py_ssize_t = len(items)
+    i: cython.Py_ssize_t
+    if not cython.compiled:
+        if not all(isinstance(item, Value) for item in items):
+            return False
+        out[:] = [item._data for item in items]
+        return True
+    if not _all_values(items, n):
+        return False
+    for i in range(n):
+        out[i] = _data_at(items, i)
+    return True
+
+
+@cython.cfunc
+def _head_blocks(core: _Head) -> cython.void:
+    """Room for q's, the keys' and values' values and the chain's doubles."""
+    t_len: cython.Py_ssize_t = core.t_len
+    nk: cython.Py_ssize_t = t_len * core.width
+    nv: cython.Py_ssize_t = t_len * core.width_v
+    if not cython.compiled:
+        core.values = [0.0] * core.width
+        core.k_val, core.v_val = [0.0] * nk, [0.0] * nv
+        core.e, core.p = [0.0] * t_len, [0.0] * t_len
+        core.g_s, core.g_e, core.g_p = [0.0] * t_len, [0.0] * t_len, [0.0] * t_len
+        return
+    block: cython.p_double = _new_doubles(core.width + nk + nv + 5 * t_len)
+    core.values = block
+    core.k_val = block + core.width  # type: ignore[operator] # (C pointers)
+    core.v_val = core.k_val + nk  # type: ignore[operator]
+    core.e = core.v_val + nv  # type: ignore[operator]
+    core.p = core.e + t_len  # type: ignore[operator]
+    core.g_s = core.p + t_len  # type: ignore[operator]
+    core.g_e = core.g_s + t_len  # type: ignore[operator]
+    core.g_p = core.g_e + t_len  # type: ignore[operator]
+
+
+@cython.cfunc
+def _head_forward(core: _Head) -> cython.void:
+    """The scores, exps and weights of `attend`, as its docstring's chain
+    computes them (the scores go in `e` first)."""
+    t_len: cython.Py_ssize_t = core.t_len
+    width: cython.Py_ssize_t = core.width
+    divisor: float = width**0.5
+    core.c = operator.pow(divisor, -1)
+    t: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    s: cython.double
+    for t in range(t_len):
+        s = 0.0
+        for i in range(width):
+            s += core.values[i] * core.k_val[t * width + i]
+        core.e[t] = s * core.c
+    max_val: cython.double = core.e[0]  # max() keeps the first of equals, and skips NaNs after it
+    for t in range(1, t_len):
+        if core.e[t] > max_val:
+            max_val = core.e[t]
+    shift: cython.double = -max_val
+    total: cython.double = 0.0
+    for t in range(t_len):
+        core.e[t] = math.exp(core.e[t] + shift)
+        total += core.e[t]
+    scratch: Value = _constant(0.0)  # total**-1 and its slope, as a ** node computes them
+    _power_and_slope(scratch, total, -1)
+    core.r, core.d = scratch._data, scratch._local1
+    for t in range(t_len):
+        core.p[t] = core.e[t] * core.r
 
 
 @cython.cfunc
@@ -881,10 +1071,12 @@ def _depth_first(root: Value, order: list[Value], run_starts: list[int] | None) 
     node._visited = mark
     node._cursor = 0
     while True:
-        if node._left is None:
-            child = _next_child(node, mark)
-        else:
+        if node._left is not None:
             child = _next_operand(node, mark, order, run_starts)
+        elif node._right is not None:  # an output of attend()
+            child = _next_head_operand(node, mark, order, run_starts)
+        else:
+            child = _next_child(node, mark)
         if child is not None:
             child._visited = mark
             child._cursor = 0
@@ -1021,6 +1213,230 @@ def _skip_reached_weights(node: Value, mark: cython.longlong) -> cython.Py_ssize
     return 2 * n
 
 
+# An output of attend() goes through its steps: the nodes of the chain that
+# attend() stands for, in the order the chain's backward pass has them
+# (children before parents), each step with the inputs the traversal must
+# have been through before it (at most two; see _head_operand). The output
+# the traversal reaches first (the core's `entry`) takes the whole chain:
+# per position t, the score's dot terms (q_i, k_ti) then its exp and the
+# total's term t; then per position t the weight and the output's term t
+# (v_tj). Every other output takes only its own terms t (v_tj). A node's
+# cursor is 2 * step + the input of the step it looks at next.
+
+
+@cython.cfunc
+def _next_head_operand(
+    node: Value, mark: cython.longlong, order: list[Value], run_starts: list[int] | None
+) -> Value | None:
+    """`_next_operand` of an output of attend(): the next input to go into,
+    the steps done by then scheduled as one run."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, node._local1)
+    start: cython.Py_ssize_t = node._cursor
+    if start == 0 and core.visited != mark:  # the first output reached: the whole chain
+        core.visited = mark
+        core.entry = j
+        _zero_head_gradients(core)
+    keep_leaves: cython.bint = run_starts is None
+    width: cython.Py_ssize_t = core.width
+    block: cython.Py_ssize_t = width + 2  # a score's steps: its dot terms, exp, total term
+    t: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    k: cython.Py_ssize_t
+    step: cython.Py_ssize_t = start >> 1
+    n: cython.Py_ssize_t  # the output's steps
+    pos: cython.Py_ssize_t = -1  # the input slot to go into (-1: none)
+    if core.entry != j:  # its terms: v_tj
+        n = core.t_len
+        for t in range(step, n):
+            if _must_enter(core.v_items, t * core.width_v + j, mark, order, keep_leaves):
+                pos = 2 * t
+                break
+    else:
+        n = core.t_len * (block + 2)
+        scores_end: cython.Py_ssize_t = core.t_len * block
+        if step < scores_end:  # the scores' terms: q_i, k_ti
+            t = step // block
+            i = step - t * block
+            k = start & 1
+            while t < core.t_len and pos < 0:
+                if i < width:
+                    if k == 0 and _must_enter(core.items, i, mark, order, keep_leaves):
+                        pos = 2 * (t * block + i)
+                    elif _must_enter(core.k_items, t * width + i, mark, order, keep_leaves):
+                        pos = 2 * (t * block + i) + 1
+                k = 0
+                i += 1
+                if i == block:
+                    i = 0
+                    t += 1
+            step = scores_end
+        if pos < 0:  # then, per position, weight t and the output's term t (v_tj)
+            for t in range((step - scores_end) >> 1, core.t_len):
+                if _must_enter(core.v_items, t * core.width_v + j, mark, order, keep_leaves):
+                    pos = 2 * (scores_end + 2 * t + 1)
+                    break
+    done: cython.Py_ssize_t = 2 * n if pos < 0 else pos  # the slots passed
+    if run_starts is not None:
+        first: cython.Py_ssize_t = (start - 1) >> 1 if start > 0 else 0
+        if 2 * (first + 1) <= done and not (order and order[len(order) - 1] is node):
+            order.append(node)
+            run_starts.append(first)
+    if pos < 0:
+        node._cursor = 2 * n
+        return None
+    node._cursor = pos + 1
+    return _slot_item(node, pos)
+
+
+@cython.cfunc
+@cython.inline
+def _must_enter(
+    items: tuple[Value, ...],
+    i: cython.Py_ssize_t,
+    mark: cython.longlong,
+    order: list[Value],
+    keep_leaves: cython.bint,
+) -> cython.bint:
+    """Whether the search must go into items[i]: reached before, it must
+    not; a leaf it reaches on the way (listed in `order` if keep_leaves)."""
+    if not cython.compiled:
+        item = items[i]
+        if item._visited == mark:
+            return False
+        if item._op != LEAF:
+            return True
+        item._visited = mark
+        if keep_leaves:
+            order.append(item)
+        return False
+    p: cython.pointer[PyObject] = PyTuple_GET_ITEM(items, i)
+    if cython.cast(Value, p)._visited == mark:
+        return False
+    if cython.cast(Value, p)._op != LEAF:
+        return True
+    cython.cast(Value, p)._visited = mark
+    if keep_leaves:
+        order.append(cython.cast(Value, p))
+    return False
+
+
+@cython.cfunc
+def _slot_item(node: Value, pos: cython.Py_ssize_t) -> Value:
+    """The input in slot pos (2 * step + k) of an attend() output."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, node._local1)
+    step: cython.Py_ssize_t = pos >> 1
+    if core.entry != j:
+        return _item(core.v_items, step * core.width_v + j)
+    block: cython.Py_ssize_t = core.width + 2
+    scores_end: cython.Py_ssize_t = core.t_len * block
+    if step >= scores_end:
+        return _item(core.v_items, ((step - scores_end) >> 1) * core.width_v + j)
+    t: cython.Py_ssize_t = step // block
+    i: cython.Py_ssize_t = step - t * block
+    return _item(core.items, i) if pos & 1 == 0 else _item(core.k_items, t * core.width + i)
+
+
+@cython.cfunc
+@cython.inline
+def _item(items: tuple[Value, ...], i: cython.Py_ssize_t) -> Value:
+    """items[i] (compiled, without checking i)."""
+    if not cython.compiled:
+        return items[i]
+    item: Value = cython.cast(Value, PyTuple_GET_ITEM(items, i))
+    return item
+
+
+@cython.cfunc
+def _zero_head_gradients(core: _Head) -> cython.void:
+    core.g_total = 0.0
+    t: cython.Py_ssize_t
+    for t in range(core.t_len):
+        core.g_s[t] = 0.0
+        core.g_e[t] = 0.0
+        core.g_p[t] = 0.0
+
+
+@cython.cfunc
+def _head_steps(
+    node: Value, first: cython.Py_ssize_t, end: cython.Py_ssize_t, g: cython.double
+) -> cython.void:
+    """The backward pass of an attend() output's steps first .. end-1, last
+    one first, each as the chain's node would do it (g is the output's
+    gradient; the chain's nodes' own are in the core)."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, node._local1)
+    step: cython.Py_ssize_t
+    if core.entry != j:
+        for step in range(end - 1, first - 1, -1):
+            _head_term(core, step, j, g)
+        return
+    block: cython.Py_ssize_t = core.width + 2
+    scores_end: cython.Py_ssize_t = core.t_len * block
+    t: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    for step in range(end - 1, first - 1, -1):
+        if step >= scores_end:
+            t = (step - scores_end) >> 1
+            if (step - scores_end) & 1:
+                _head_term(core, t, j, g)
+            else:  # weight t = e_t / total: e_t * total**-1, one node as in _quotient
+                core.g_e[t] += core.r * core.g_p[t]
+                core.g_total += core.d * (core.e[t] * core.g_p[t])
+            continue
+        t = step // block
+        i = step % block
+        if i == core.width:  # exp t, whose child is score t's dot
+            core.g_s[t] += core.e[t] * core.g_e[t]
+        elif i == core.width + 1:  # the total's term t
+            core.g_e[t] += core.g_total
+        else:  # score t's dot term i, its gradient times c (see scaled_dots)
+            _head_score_term(core, t, i, core.c * core.g_s[t])
+
+
+@cython.cfunc
+@cython.inline
+def _head_term(
+    core: _Head, t: cython.Py_ssize_t, j: cython.Py_ssize_t, g: cython.double
+) -> cython.void:
+    """Output j's dot term t, weight t times v_tj (see _pass_to_dot_terms)."""
+    v: Value = _item(core.v_items, t * core.width_v + j)
+    v._grad += core.p[t] * g
+    core.g_p[t] += core.v_val[t * core.width_v + j] * g
+
+
+@cython.cfunc
+@cython.inline
+def _head_score_term(
+    core: _Head, t: cython.Py_ssize_t, i: cython.Py_ssize_t, g: cython.double
+) -> cython.void:
+    """Score t's dot term i, q_i times k_ti (see _pass_to_dot_terms)."""
+    k: Value = _item(core.k_items, t * core.width + i)
+    k._grad += core.values[i] * g
+    q: Value = _item(core.items, i)
+    q._grad += core.k_val[t * core.width + i] * g
+
+
+def _head_children(node: Value) -> tuple[Value, ...]:
+    """An attend() output's children: q, every key, and its column of the values."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j, width_v = int(node._local1), core.width_v
+    return core.items + core.k_items + core.v_items[j::width_v]
+
+
+def _head_local_grads(node: Value) -> tuple[float, ...]:
+    """d(o_j)/d(child) for `_head_children` (for display: these are not the
+    floats backward() adds up). With z_t = c * q.k_t, d(o_j)/d(z_t) is
+    p_t * (v_tj - o_j)."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j, t_len, width, width_v = int(node._local1), core.t_len, core.width, core.width_v
+    dz = [core.p[t] * (core.v_val[t * width_v + j] - node._data) * core.c for t in range(t_len)]
+    dq = [sum(dz[t] * core.k_val[t * width + i] for t in range(t_len)) for i in range(width)]
+    dk = [dz[t] * core.values[i] for t in range(t_len) for i in range(width)]
+    return tuple(dq + dk + [core.p[t] for t in range(t_len)])
+
+
 def _backward_schedule(root: Value) -> tuple[list[Value], list[int]]:
     """The nodes `backward()` passes gradients from, in topological order,
     and for each run of dot/sum terms in it, its first term."""
@@ -1038,6 +1454,11 @@ def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
     g: cython.double
     for node in reversed(order):
         g = node._grad
+        if node._left is None and node._right is not None:  # an output of attend()
+            first = run_starts.pop()
+            _head_steps(node, first, node._cursor // 2, g)
+            node._cursor = 2 * first
+            continue
         if node._left is None:
             node._child1._grad += node._local1 * g  # type: ignore[union-attr]
             if node._child2 is not None:

@@ -9,6 +9,7 @@ dropout are available as options; the defaults reproduce the original.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from microgpt.settings import POSITIVE_INT, Rule, Settings, setting
 
 if TYPE_CHECKING:  # the type checker reads engine.py; at run time the selected engine's
     from microgpt.engine import Value as Value
+    from microgpt.engine import attend as attend
     from microgpt.engine import dot as dot
     from microgpt.engine import exps_shifted as exps_shifted
     from microgpt.engine import linear as linear
@@ -35,6 +37,7 @@ else:
     scaled_dots = engine.scaled_dots  # [dot(q, k) / divisor for k in ks]
     exps_shifted = engine.exps_shifted  # [(v - shift).exp() for v in vs]
     weighted_sum = engine.weighted_sum  # [dot(weights, [v[j] for v in vs]) for j in ...]
+    attend = engine.attend  # attention_head(q, keys, values), without showing the weights
 
 Vector = list[Value]
 Row = tuple[Value, ...]  # a row of weights: fixed once made, so a dot node can keep it as it is
@@ -130,6 +133,21 @@ def _exps_and_total(logits: Vector) -> tuple[Vector, Value]:
     max_val = max(val.data for val in logits)
     exps = exps_shifted(logits, max_val)  # [(val - max_val).exp() for val in logits]
     return exps, vsum(exps)
+
+
+def attention_head(
+    q: Vector, keys: list[Row], values: list[Row], show: Callable[[Vector], None] | None = None
+) -> Vector:
+    """What one head of attention gives one query: the keys' scores against
+    q, their softmax, and the values weighted by it. `show`, if given, is
+    called with the weights (then built as nodes, to be seen; `attend`
+    computes the same floats, forward and backward, with a node per output)."""
+    if show is None:
+        return attend(q, keys, values)
+    attn_logits = scaled_dots(q, keys, len(q) ** 0.5)  # [dot(q, k) / len(q)**0.5 for k in keys]
+    attn_weights = softmax(attn_logits)
+    show(attn_weights)
+    return weighted_sum(attn_weights, values)  # one output per dimension j
 
 
 def rmsnorm(x: Vector) -> Vector:
@@ -245,13 +263,8 @@ class GPT:
             hs = slice(h * head_dim, (h + 1) * head_dim)
             keys[h].append(tuple(k[hs]))
             values[h].append(tuple(v[hs]))
-            # q.k / sqrt(head_dim) for every position so far
-            attn_logits = scaled_dots(q[hs], keys[h], head_dim**0.5)
-            attn_weights = softmax(attn_logits)
-            if on_attention is not None:
-                on_attention(li, h, attn_weights)
-            # the weighted sum of the values, one output per dimension
-            x_attn.extend(weighted_sum(attn_weights, values[h]))
+            show = None if on_attention is None else functools.partial(on_attention, li, h)
+            x_attn.extend(attention_head(q[hs], keys[h], values[h], show))
         x = linear(x_attn, sd[f"layer{li}.attn_wo"])
         x = self._dropout(x, rng)
         return [a + b for a, b in zip(x, x_residual)]
