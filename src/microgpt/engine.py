@@ -315,6 +315,7 @@ class Value:
 
 
 if cython.compiled:  # C-level memory and list access for dot and sum nodes
+    from cython.cimports.cpython.list import PyList_GET_ITEM
     from cython.cimports.cpython.mem import (
         PyMem_Free,
         PyMem_Malloc,
@@ -715,8 +716,9 @@ class _Head(_Inputs):
     one block (`values`, freed with it); interpreted, lists."""
 
     if cython.compiled:
-        k_items: tuple[Value, ...]  # key t's [i] at t * width + i
-        v_items: tuple[Value, ...]  # value t's [j] at t * width_v + j
+        q_items: list[Value]  # (lists, not tuples: CPython 3.11 never reuses a
+        k_items: list[Value]  # freed tuple of 20 items, so a step that freed many
+        v_items: list[Value]  # would keep up to 2,000 of them for good)
         t_len: cython.Py_ssize_t  # positions
         width: cython.Py_ssize_t  # of q and each key
         width_v: cython.Py_ssize_t  # of each value
@@ -734,8 +736,8 @@ class _Head(_Inputs):
         g_p: cython.p_double  # of the weights
     else:
         __slots__ = (
-            "k_items", "v_items", "t_len", "width", "width_v", "c", "r", "d", "g_total", "entry",
-            "k_val", "v_val", "e", "p", "g_s", "g_e", "g_p",
+            "q_items", "k_items", "v_items", "t_len", "width", "width_v",
+            "c", "r", "d", "g_total", "entry", "k_val", "v_val", "e", "p", "g_s", "g_e", "g_p",
         )  # fmt: skip
 
 
@@ -745,11 +747,12 @@ def _head(
 ) -> _Head:
     """The shared part of `attend`'s outputs, its forward pass done."""
     core: _Head = _Head.__new__(_Head)
-    core.items = tuple(q)
+    core.items = ()
+    core.q_items = list(q)
     key_rows: list[tuple[Value, ...]] = [tuple(k) for k in keys]
     value_rows: list[tuple[Value, ...]] = [tuple(v) for v in vals]
     t_len: cython.Py_ssize_t = len(key_rows)
-    width: cython.Py_ssize_t = len(core.items)
+    width: cython.Py_ssize_t = len(core.q_items)
     if t_len == 0 or t_len != len(value_rows) or width == 0:
         raise ValueError(
             f"attend() of {width} query values, {t_len} keys and {len(value_rows)} values: "
@@ -758,25 +761,25 @@ def _head(
     width_v: cython.Py_ssize_t = len(value_rows[0])
     if any(len(k) != width for k in key_rows) or any(len(v) != width_v for v in value_rows):
         raise ValueError("attend() of keys or values of different lengths")
-    core.k_items = tuple([k for row in key_rows for k in row])
-    core.v_items = tuple([v for row in value_rows for v in row])
+    core.k_items = [k for row in key_rows for k in row]
+    core.v_items = [v for row in value_rows for v in row]
     core.t_len, core.width, core.width_v = t_len, width, width_v
     core.visited = 0
     core.entry = -1
     core.g_total = 0.0
     _head_blocks(core)
     if not (
-        _read_values(core.items, core.values)
+        _read_values(core.q_items, core.values)
         and _read_values(core.k_items, core.k_val)
         and _read_values(core.v_items, core.v_val)
     ):
-        _check_values(core.items + core.k_items + core.v_items, "attend")
+        _check_values(core.q_items + core.k_items + core.v_items, "attend")
     _head_forward(core)
     return core
 
 
 @cython.cfunc
-def _read_values(items: tuple[Value, ...], out: cython.p_double) -> cython.bint:
+def _read_values(items: list[Value], out: cython.p_double) -> cython.bint:
     """Copies the items' values to out; False if an item is not a Value."""
     n: cython.Py_ssize_t = len(items)
     i: cython.Py_ssize_t
@@ -785,10 +788,12 @@ def _read_values(items: tuple[Value, ...], out: cython.p_double) -> cython.bint:
             return False
         out[:] = [item._data for item in items]
         return True
-    if not _all_values(items, n):
-        return False
+    p: cython.pointer[PyObject]
     for i in range(n):
-        out[i] = _data_at(items, i)
+        p = PyList_GET_ITEM(items, i)
+        if Py_TYPE(cython.cast(object, p)) != _VALUE_TYPE:
+            return False
+        out[i] = cython.cast(Value, p)._data
     return True
 
 
@@ -1261,7 +1266,7 @@ def _next_head_operand(
             k = start & 1
             while t < core.t_len and pos < 0:
                 if i < width:
-                    if k == 0 and _must_enter(core.items, i, mark, order, keep_leaves):
+                    if k == 0 and _must_enter(core.q_items, i, mark, order, keep_leaves):
                         pos = 2 * (t * block + i)
                     elif _must_enter(core.k_items, t * width + i, mark, order, keep_leaves):
                         pos = 2 * (t * block + i) + 1
@@ -1292,7 +1297,7 @@ def _next_head_operand(
 @cython.cfunc
 @cython.inline
 def _must_enter(
-    items: tuple[Value, ...],
+    items: list[Value],
     i: cython.Py_ssize_t,
     mark: cython.longlong,
     order: list[Value],
@@ -1310,7 +1315,7 @@ def _must_enter(
         if keep_leaves:
             order.append(item)
         return False
-    p: cython.pointer[PyObject] = PyTuple_GET_ITEM(items, i)
+    p: cython.pointer[PyObject] = PyList_GET_ITEM(items, i)
     if cython.cast(Value, p)._visited == mark:
         return False
     if cython.cast(Value, p)._op != LEAF:
@@ -1335,16 +1340,16 @@ def _slot_item(node: Value, pos: cython.Py_ssize_t) -> Value:
         return _item(core.v_items, ((step - scores_end) >> 1) * core.width_v + j)
     t: cython.Py_ssize_t = step // block
     i: cython.Py_ssize_t = step - t * block
-    return _item(core.items, i) if pos & 1 == 0 else _item(core.k_items, t * core.width + i)
+    return _item(core.q_items, i) if pos & 1 == 0 else _item(core.k_items, t * core.width + i)
 
 
 @cython.cfunc
 @cython.inline
-def _item(items: tuple[Value, ...], i: cython.Py_ssize_t) -> Value:
+def _item(items: list[Value], i: cython.Py_ssize_t) -> Value:
     """items[i] (compiled, without checking i)."""
     if not cython.compiled:
         return items[i]
-    item: Value = cython.cast(Value, PyTuple_GET_ITEM(items, i))
+    item: Value = cython.cast(Value, PyList_GET_ITEM(items, i))
     return item
 
 
@@ -1414,7 +1419,7 @@ def _head_score_term(
     """Score t's dot term i, q_i times k_ti (see _pass_to_dot_terms)."""
     k: Value = _item(core.k_items, t * core.width + i)
     k._grad += core.values[i] * g
-    q: Value = _item(core.items, i)
+    q: Value = _item(core.q_items, i)
     q._grad += core.k_val[t * core.width + i] * g
 
 
@@ -1422,7 +1427,7 @@ def _head_children(node: Value) -> tuple[Value, ...]:
     """An attend() output's children: q, every key, and its column of the values."""
     core: _Head = node._right  # type: ignore[assignment]
     j, width_v = int(node._local1), core.width_v
-    return core.items + core.k_items + core.v_items[j::width_v]
+    return tuple(core.q_items + core.k_items + core.v_items[j::width_v])
 
 
 def _head_local_grads(node: Value) -> tuple[float, ...]:
