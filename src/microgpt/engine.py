@@ -315,7 +315,7 @@ class Value:
 
 
 if cython.compiled:  # C-level memory and list access for dot and sum nodes
-    from cython.cimports.cpython.list import PyList_GET_ITEM
+    from cython.cimports.cpython.list import PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
     from cython.cimports.cpython.mem import (
         PyMem_Free,
         PyMem_Malloc,
@@ -327,6 +327,7 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
     )
     from cython.cimports.cpython.ref import Py_XDECREF, Py_XINCREF
     from cython.cimports.cpython.tuple import PyTuple_GET_ITEM
+    from cython.cimports.libc.math import exp as _libm_exp
 
     _VALUE_TYPE = cython.declare(
         cython.pointer[PyTypeObject], cython.cast(cython.pointer[PyTypeObject], Value)
@@ -761,8 +762,8 @@ def _head(
     width_v: cython.Py_ssize_t = len(value_rows[0])
     if any(len(k) != width for k in key_rows) or any(len(v) != width_v for v in value_rows):
         raise ValueError("attend() of keys or values of different lengths")
-    core.k_items = [k for row in key_rows for k in row]
-    core.v_items = [v for row in value_rows for v in row]
+    core.k_items = _flattened(key_rows, t_len * width)
+    core.v_items = _flattened(value_rows, t_len * width_v)
     core.t_len, core.width, core.width_v = t_len, width, width_v
     core.visited = 0
     core.entry = -1
@@ -776,6 +777,24 @@ def _head(
         _check_values(core.q_items + core.k_items + core.v_items, "attend")
     _head_forward(core)
     return core
+
+
+@cython.cfunc
+def _flattened(rows: list[tuple[Value, ...]], n: cython.Py_ssize_t) -> list[Value]:
+    """The rows' items in one list of n (the rows' lengths add up to n)."""
+    if not cython.compiled:
+        return [item for row in rows for item in row]
+    out: list[Value] = PyList_New(n)
+    k: cython.Py_ssize_t = 0
+    i: cython.Py_ssize_t
+    p: cython.pointer[PyObject]
+    for row in rows:
+        for i in range(len(row)):
+            p = PyTuple_GET_ITEM(row, i)
+            Py_XINCREF(p)
+            PyList_SET_ITEM(out, k, cython.cast(object, p))
+            k += 1
+    return out
 
 
 @cython.cfunc
@@ -842,8 +861,8 @@ def _head_forward(core: _Head) -> cython.void:
             max_val = core.e[t]
     shift: cython.double = -max_val
     total: cython.double = 0.0
-    for t in range(t_len):
-        core.e[t] = math.exp(core.e[t] + shift)
+    for t in range(t_len):  # libm's exp, as math.exp (which can raise only above 0)
+        core.e[t] = _libm_exp(core.e[t] + shift) if cython.compiled else math.exp(core.e[t] + shift)
         total += core.e[t]
     scratch: Value = _constant(0.0)  # total**-1 and its slope, as a ** node computes them
     _power_and_slope(scratch, total, -1)
