@@ -21,18 +21,24 @@ from microgpt import settings as st
 from microgpt.console import Console, StreamFailed
 from microgpt.data import DEFAULT_DATA, Tokenizer, describe_source, load_documents, recorded_source
 from microgpt.driver import DriverConfig, Trainer, TrainingFailed
-from microgpt.errors import UsageError, one_line
+from microgpt.errors import Name, Text, UsageError, WordedError, one_line
 from microgpt.files import show
 from microgpt.gradcheck import GradcheckConfig, gradcheck_gpt
 from microgpt.limits import Limits, check_fits
 from microgpt.nn import GPTConfig
 from microgpt.runlog import LossLog
 from microgpt.sample import SampleConfig, SamplingFailed, check_prompt, samples
+from microgpt.status import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    StopSignals,
+    stream_status,
+)
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
+DATA = Name("data")
 TRAIN_RENAMES = {"num": "samples"}  # `train --samples N` is `sample --num N`
 TRAIN_GROUPS = [
     ("model (defaults: the original microgpt)", GPTConfig),
@@ -146,7 +152,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         )  # before any reading
     source = args.data if args.data is not None else ckpt.data["source"] if ckpt else DEFAULT_DATA
     with ExitStack() as stack:
-        driver.claim_outputs(stack, out, args.log, [("--data", source), ("--resume", args.resume)])
+        driver.claim_outputs(stack, out, args.log, [(DATA, source), (driver.RESUME, args.resume)])
         run, docs = _resumed(args, ckpt, source, limits) if ckpt else _started(args, source, limits)
         if sampling.num:
             check_prompt(sampling.prompt, run.tokenizer, run.model.config.block_size)
@@ -158,9 +164,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             stack.callback(log.close)
         target = driver.SaveTarget(out, recorded_source(source), fingerprint) if out else None
         trainer = Trainer(run, reporting, save_to=target, log=log, say=console.message)
-        for line in [version_text(), *driver.describe_run(run, describe_source(source), docs)]:
-            console.message(line)
-        with driver.StopSignals() as stop:
+        opening = [version_text(), *driver.describe_run(run, describe_source(source), docs)]
+        for line in [*opening, limits.memory_note()]:
+            if line:
+                console.message(in_flags(line))
+        with StopSignals() as stop:
             outcome = trainer.train(stop)
     if outcome.status != "done":
         command = _resume_command(args, out, [reporting, sampling, limits]) if out else ""
@@ -220,7 +228,7 @@ def _resume_command(args: argparse.Namespace, out: str, configs: list[Any]) -> s
     return shlex.join(words)
 
 
-def _stopped(console: Console, outcome: driver.Outcome, total: int, command: str) -> int:
+def _stopped(console: Console, outcome: driver.TrainingOutcome, total: int, command: str) -> int:
     how = f"resume with: {command}" if outcome.saved else "nothing saved (no --out given)"
     if outcome.stream is not None:
         console.try_message(
@@ -276,21 +284,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, console))
     except UsageError as exc:
-        return _failed(console, str(exc), EXIT_USAGE)
+        return _failed(console, in_flags(exc), EXIT_USAGE)
     except (TrainingFailed, SamplingFailed) as exc:
-        return _failed(console, str(exc), EXIT_FAILED)
+        return _failed(console, in_flags(exc), EXIT_FAILED)
     except StreamFailed as exc:
-        status = driver.Outcome("stream", 0, False, stream=exc).exit_status
-        return _failed(console, str(exc), status)
+        return _failed(console, str(exc), stream_status(exc.broken_pipe))
     except KeyboardInterrupt:
         console.try_message("microgpt: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError as exc:  # e.g. a lesson's print() into `| head`
-        return _failed(console, str(console.fail("stdout", exc)), driver.EXIT_BROKEN_PIPE)
+        return _failed(console, str(console.fail("stdout", exc)), EXIT_BROKEN_PIPE)
     except OSError as exc:
         # The system refused something mid-run (disk full, file gone...).
         where = f" {show(exc.filename)}" if exc.filename else ""
         return _failed(console, f"{exc.strerror or exc}{where}", EXIT_FAILED)
+
+
+def in_flags(text: str | Text | Exception) -> str:
+    """A library message for the command line: settings named by their flags."""
+    if isinstance(text, WordedError):
+        text = text.text
+    return text.worded(st.flag_of) if isinstance(text, Text) else str(text)
 
 
 def _failed(console: Console, message: str, status: int) -> int:

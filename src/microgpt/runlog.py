@@ -21,7 +21,6 @@ JSON object with a "step", or the header record.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import stat
@@ -29,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from microgpt.errors import UsageError
-from microgpt.files import check_output, kind_of, read_capped, show
+from microgpt.errors import Name, UsageError
+from microgpt.files import O_NONBLOCK, check_output, kind_of, open_no_follow, read_capped, show
 from microgpt.limits import Limits
 
 LOG_FORMAT = "microgpt-log"
+LOG = Name("log")  # the setting that names a run's log
 MAX_LINE = 1 << 16  # no record of ours is near this long
 
 
@@ -60,26 +60,26 @@ class LossLog:
     `LossLog.open(path, resumed_step=N)` continues one, first cutting it back
     to step N (a killed run may have logged steps it never saved)."""
 
-    def __init__(self, path: str | Path, stream: IO[str], option: str = "--log") -> None:
+    def __init__(self, path: str | Path, stream: IO[str], name: Name = LOG) -> None:
         self.path = str(path)
-        self.option = option
+        self.name = name
         self._stream = stream
 
     @classmethod
-    def check(cls, path: str | Path, option: str = "--log") -> Path:
+    def check(cls, path: str | Path, name: Name = LOG) -> Path:
         """Refuse an output that is not ours to write (see `files.check_output`)."""
-        return check_output(path, option, "loss log", looks_like_log)
+        return check_output(path, name, "a microgpt loss log", looks_like_log)
 
     @classmethod
     def open(
         cls,
         path: str | Path,
         resumed_step: int | None = None,
-        option: str = "--log",
+        name: Name = LOG,
         header: dict[str, Any] | None = None,
     ) -> LossLog:
         """`header`, the first record of a new log, is kept by a resumed one."""
-        target = cls.check(path, option)
+        target = cls.check(path, name)
         try:
             fd = _open_regular(target)
             if resumed_step is None:
@@ -90,8 +90,8 @@ class LossLog:
             # Line-buffered: a record that cannot be written fails at its own step.
             stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
         except OSError as exc:
-            raise UsageError(f"{option} {show(path)}: cannot open: {exc.strerror or exc}") from None
-        log = cls(path, stream, option)
+            raise UsageError(name, f" {show(path)}: cannot open: {exc.strerror or exc}") from None
+        log = cls(path, stream, name)
         if header is not None and resumed_step is None:
             log.record(header)
         return log
@@ -117,15 +117,16 @@ class LossLog:
 
 
 def _open_regular(target: Path) -> int:
-    """Open `target` for writing without blocking on a FIFO, and make sure it
-    is a regular file (it may have changed since it was checked)."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW
-    fd = os.open(target, flags, 0o666)
+    """Open `target` for writing without blocking on a FIFO (where there are
+    FIFOs), and make sure it is a regular file (it may have changed since it
+    was checked)."""
+    fd = open_no_follow(target, os.O_RDWR | os.O_CREAT | O_NONBLOCK)
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise OSError(0, f"it is {kind_of(mode)}; microgpt writes only regular files")
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    if O_NONBLOCK:
+        os.set_blocking(fd, True)
     return fd
 
 
@@ -194,10 +195,10 @@ class RunLog:
 
 
 def read_log(path: str | Path, cap: int = DEFAULT_MAX_SIZE) -> RunLog:
-    """Read a log of at most `cap` bytes (`--max-data-size`); a missing,
+    """Read a log of at most `cap` bytes (the `max_data_size` limit); a missing,
     oversized or malformed file is a one-line UsageError."""
     log = RunLog(str(path))
-    raw = read_capped(path, cap, "log", "--max-data-size")
+    raw = read_capped(path, cap, "log", "max_data_size")
     try:
         lines = raw.decode("utf-8").splitlines(keepends=True)
     except UnicodeDecodeError:

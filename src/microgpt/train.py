@@ -18,7 +18,7 @@ from typing import Any
 
 from microgpt import no_grad
 from microgpt.data import Tokenizer
-from microgpt.errors import UsageError
+from microgpt.errors import Name, Text, UsageError
 from microgpt.nn import GPT, GPTConfig, Value, cross_entropy, vsum
 from microgpt.optim import BETA, POSITIVE, Adam, clip_grad_norm, linear_decay
 from microgpt.settings import Rule, check_settings, from_dict, setting
@@ -140,8 +140,8 @@ class Run:
         held_out = max(1, int(fraction * len(self.docs)))
         if held_out >= len(self.docs):
             raise UsageError(
-                f"--val-fraction {fraction:g} leaves no training documents "
-                f"(there are {len(self.docs)})"
+                Name("val_fraction"),
+                f" {fraction:g} leaves no training documents (there are {len(self.docs)})",
             )
         self.docs, self.val_docs = self.docs[:-held_out], self.docs[-held_out:]
 
@@ -227,15 +227,16 @@ class Run:
         return linear_decay(self.train_config.lr, step, self.train_config.steps)
 
 
-def truncation_note(docs: list[str], block_size: int) -> str:
-    """A note on documents that do not fit in the context, or ''."""
+def truncation_note(docs: list[str], block_size: int) -> Text:
+    """A note on documents that do not fit in the context (empty if none)."""
     too_long = [d for d in docs if len(d) >= block_size]
     if not too_long:
-        return ""
+        return Text()
     longest = max(len(d) for d in too_long)
-    return (
+    return Text(
         f"note: {len(too_long)} of {len(docs)} documents have {block_size} or more characters "
         f"(longest {longest}) and are truncated, as in the original: training predicts only "
-        f"their first {block_size} characters, never where they end (a --block-size of "
-        f"{longest + 1} would fit them all)"
+        f"their first {block_size} characters, never where they end (a ",
+        Name("block_size"),
+        f" of {longest + 1} would fit them all)",
     )
