@@ -27,6 +27,9 @@ import microgpt
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARITY_DIR = Path(os.environ.get("MICROGPT_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity"))
 PURE_REQUESTED = os.environ.get("MICROGPT_PURE", "").strip() not in ("", "0")
+# A test that needs POSIX (resource, umask semantics, signals Windows lacks):
+# skipped elsewhere, by an expression that cannot raise at collection.
+POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="POSIX only")
 
 # A small training set, and the model settings that make a run on it quick.
 DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]

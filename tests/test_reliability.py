@@ -557,10 +557,10 @@ def test_an_output_folder_that_refuses_writes_fails_before_training(
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
 
-    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+    def refuse(*args: object, **kwargs: object) -> int:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files, "open_no_follow", refuse)
     out = tmp_path / "c.json"
     assert cli.main(["train", "--data", str(data), *TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err

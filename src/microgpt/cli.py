@@ -21,24 +21,16 @@ from microgpt import settings as st
 from microgpt.console import Console, StreamFailed
 from microgpt.data import DEFAULT_DATA, Tokenizer, describe_source, load_documents, recorded_source
 from microgpt.driver import DriverConfig, Trainer, TrainingFailed
-from microgpt.errors import Name, Text, UsageError, WordedError, one_line
+from microgpt.errors import UsageError, one_line, worded
 from microgpt.files import show
 from microgpt.gradcheck import GradcheckConfig, gradcheck_gpt
 from microgpt.limits import Limits, check_fits
 from microgpt.nn import GPTConfig
 from microgpt.runlog import LossLog
 from microgpt.sample import SampleConfig, SamplingFailed, check_prompt, samples
-from microgpt.status import (
-    EXIT_BROKEN_PIPE,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    StopSignals,
-    stream_status,
-)
+from microgpt.status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StopSignals, stream_status
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
-DATA = Name("data")
 TRAIN_RENAMES = {"num": "samples"}  # `train --samples N` is `sample --num N`
 TRAIN_GROUPS = [
     ("model (defaults: the original microgpt)", GPTConfig),
@@ -152,7 +144,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         )  # before any reading
     source = args.data if args.data is not None else ckpt.data["source"] if ckpt else DEFAULT_DATA
     with ExitStack() as stack:
-        driver.claim_outputs(stack, out, args.log, [(DATA, source), (driver.RESUME, args.resume)])
+        driver.claim_outputs(stack, out, args.log, data=source, resume=args.resume)
         run, docs = _resumed(args, ckpt, source, limits) if ckpt else _started(args, source, limits)
         if sampling.num:
             check_prompt(sampling.prompt, run.tokenizer, run.model.config.block_size)
@@ -164,10 +156,9 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             stack.callback(log.close)
         target = driver.SaveTarget(out, recorded_source(source), fingerprint) if out else None
         trainer = Trainer(run, reporting, save_to=target, log=log, say=console.message)
-        opening = [version_text(), *driver.describe_run(run, describe_source(source), docs)]
-        for line in [*opening, limits.memory_note()]:
-            if line:
-                console.message(in_flags(line))
+        opening = driver.describe_run(run, describe_source(source), docs)
+        for line in filter(None, [version_text(), *opening, limits.memory_note()]):
+            console.message(worded(line, st.flag_of))
         with StopSignals() as stop:
             outcome = trainer.train(stop)
     if outcome.status != "done":
@@ -284,27 +275,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, console))
     except UsageError as exc:
-        return _failed(console, in_flags(exc), EXIT_USAGE)
+        return _failed(console, worded(exc, st.flag_of), EXIT_USAGE)
     except (TrainingFailed, SamplingFailed) as exc:
-        return _failed(console, in_flags(exc), EXIT_FAILED)
+        return _failed(console, worded(exc, st.flag_of), EXIT_FAILED)
     except StreamFailed as exc:
         return _failed(console, str(exc), stream_status(exc.broken_pipe))
     except KeyboardInterrupt:
         console.try_message("microgpt: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError as exc:  # e.g. a lesson's print() into `| head`
-        return _failed(console, str(console.fail("stdout", exc)), EXIT_BROKEN_PIPE)
+        return _failed(console, str(console.fail("stdout", exc)), stream_status(True))
     except OSError as exc:
         # The system refused something mid-run (disk full, file gone...).
         where = f" {show(exc.filename)}" if exc.filename else ""
         return _failed(console, f"{exc.strerror or exc}{where}", EXIT_FAILED)
-
-
-def in_flags(text: str | Text | Exception) -> str:
-    """A library message for the command line: settings named by their flags."""
-    if isinstance(text, WordedError):
-        text = text.text
-    return text.worded(st.flag_of) if isinstance(text, Text) else str(text)
 
 
 def _failed(console: Console, message: str, status: int) -> int:

@@ -101,22 +101,23 @@ class TrainingOutcome:
         return EXIT_OK
 
 
-RESUME = Name("resume", "checkpoint to resume")  # an input that is also the output
+DATA = Name("data")
+RESUME = Name("resume", "checkpoint to resume")
 
 
 def claim_outputs(
-    stack: ExitStack, out: str | None, log: str | None, inputs: list[tuple[Name, str | None]]
+    stack: ExitStack, out: str | None, log: str | None, data: str | None, resume: str | None
 ) -> None:
     """Check a run's checkpoint (`out`) and loss log (`log`) before anything
-    is written, refuse either if it is one of the `inputs` ((setting, path)
-    pairs) or each other, and lock both for this run until `stack` closes.
-    The run's checkpoint may be the one it resumes (`RESUME`)."""
+    is written, refuse either if it is one of the run's inputs (`data`, the
+    checkpoint it resumes) or each other (a run's checkpoint may be the one
+    it resumes), and lock both for this run until `stack` closes."""
     if out is not None:
         target = checkpoint.check_writable(out)
-        refuse_same_file(checkpoint.OUT, out, [(n, p) for n, p in inputs if n != RESUME])
+        refuse_same_file(checkpoint.OUT, out, [(DATA, data)])
         stack.callback(OutputLock(target, checkpoint.OUT, out).acquire().release)
     if log is not None:
-        refuse_same_file(LOG, log, [*inputs, (checkpoint.OUT, out)])
+        refuse_same_file(LOG, log, [(DATA, data), (RESUME, resume), (checkpoint.OUT, out)])
         target = LossLog.check(log)
         stack.callback(OutputLock(target, LOG, log).acquire().release)
 

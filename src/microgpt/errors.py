@@ -65,6 +65,13 @@ class UsageError(WordedError):
     says what is wrong and where, in one line."""
 
 
+def worded(message: object, flag_of: Callable[[str], str]) -> str:
+    """Any message (a `Text`, a `WordedError`, anything else) for the command
+    line: its settings named by `flag_of`."""
+    text = message.text if isinstance(message, WordedError) else message
+    return text.worded(flag_of) if isinstance(text, Text) else str(text)
+
+
 def one_line(text: str) -> str:
     """A message as one bounded line, whatever paths or text it quotes: line
     breaks escaped, the middle of a long message elided."""
