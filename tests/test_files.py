@@ -5,6 +5,7 @@ permissions rule holds for every file microgpt makes."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -175,3 +176,21 @@ def test_a_replaced_output_keeps_its_permissions(data: Path, tmp_path: Path) -> 
     assert microgpt_cli("train", "--data", data, *TINY, "--steps", 3, "--out", ckpt).returncode == 0
     assert checkpoint.load(ckpt).step == 3
     assert stat.S_IMODE(ckpt.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("nofollow", [files.O_NOFOLLOW, 0], ids=["O_NOFOLLOW", "checked"])
+def test_an_output_is_never_opened_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nofollow: int
+) -> None:
+    # Where O_NOFOLLOW is missing (Windows), the name is checked instead.
+    monkeypatch.setattr(files, "O_NOFOLLOW", nofollow)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    with pytest.raises(OSError) as info:
+        files.open_no_follow(link, os.O_RDWR | os.O_CREAT)
+    assert info.value.errno == errno.ELOOP
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    fd = files.open_no_follow(tmp_path / "plain", os.O_RDWR | os.O_CREAT)
+    os.close(fd)

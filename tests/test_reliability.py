@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DOCS, PURE_REQUESTED, TINY, assert_one_line_error, lines_of, microgpt_cli
+from conftest import (
+    DOCS,
+    POSIX_ONLY,
+    PURE_REQUESTED,
+    TINY,
+    assert_one_line_error,
+    lines_of,
+    microgpt_cli,
+)
 
 from microgpt import checkpoint
 
@@ -505,8 +513,13 @@ def test_save_every_bounds_the_work_lost_to_a_kill(tmp_path: Path) -> None:
     assert logged == list(range(1, saved + 1))
 
 
-@pytest.mark.parametrize("signum, with_out", [(signal.SIGTERM, True), (signal.SIGINT, False)])
-def test_stop_signal_between_steps(tmp_path: Path, signum: int, with_out: bool) -> None:
+@pytest.mark.parametrize(
+    "name, with_out",
+    # SIGHUP (the terminal closed) as SIGTERM; Windows has none
+    [("SIGTERM", True), ("SIGINT", False), pytest.param("SIGHUP", True, marks=POSIX_ONLY)],
+)
+def test_stop_signal_between_steps(tmp_path: Path, name: str, with_out: bool) -> None:
+    signum = getattr(signal, name)
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
     ckpt = tmp_path / "ckpt.json"
