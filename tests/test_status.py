@@ -25,15 +25,24 @@ def test_statuses_as_a_shell_shows_them() -> None:
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_the_first_signal_asks_and_the_second_stops_at_once(name: str) -> None:
     signum = getattr(signal, name)
-    before = signal.getsignal(signum)
-    asked: list[int] = []
-    with StopSignals(on_stop=asked.append) as stop:
-        os.kill(os.getpid(), signum)
-        assert stop.requested == signum and asked == [signum]
-        assert stop.exit_status == 128 + signum
-        with pytest.raises(KeyboardInterrupt):
+    missed: list[int] = []  # reached the handler outside: StopSignals did not take it
+
+    def outside(signum: int, frame: object) -> None:
+        missed.append(signum)
+
+    before = signal.signal(signum, outside)
+    try:
+        asked: list[int] = []
+        with StopSignals(on_stop=asked.append) as stop:
             os.kill(os.getpid(), signum)
-    assert signal.getsignal(signum) is before  # put back as it was
+            assert stop.requested == signum and asked == [signum]
+            assert stop.exit_status == 128 + signum
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signum)
+        assert signal.getsignal(signum) is outside  # put back as it was
+        assert missed == []
+    finally:
+        signal.signal(signum, before)
 
 
 def test_only_signals_this_platform_has() -> None:

@@ -193,7 +193,7 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(
 def test_a_name_too_long_for_the_temporary_file_is_refused_up_front(
     windows: dict[str, str], data: Path, tmp_path: Path
 ) -> None:
-    long = tmp_path / ("n" * 250 + ".json")  # fits, but its temporary file would not
+    long = tmp_path / ("n" * 240 + ".json")  # fits, but its temporary file would not
     result = run(windows, "train", "--data", data, *TINY, "--steps", 2, "--out", long)
     assert_one_line_error(result, "--out", "File name too long", "temporary file")
     assert list(tmp_path.iterdir()) == [data]

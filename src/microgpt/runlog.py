@@ -88,7 +88,7 @@ class LossLog:
                 os.ftruncate(fd, _bytes_through(fd, resumed_step))
             os.lseek(fd, 0, os.SEEK_END)
             # Line-buffered: a record that cannot be written fails at its own step.
-            stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+            stream = os.fdopen(fd, "a", encoding="utf-8", newline="", buffering=1)
         except OSError as exc:
             raise UsageError(name, f" {show(path)}: cannot open: {exc.strerror or exc}") from None
         log = cls(path, stream, name)
