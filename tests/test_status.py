@@ -19,6 +19,7 @@ def test_statuses_as_a_shell_shows_them() -> None:
     assert status.signal_status(signal.SIGTERM) == 143
     assert status.stream_status(broken_pipe=True) == status.EXIT_BROKEN_PIPE == 141
     assert status.stream_status(broken_pipe=False) == status.EXIT_FAILED == 1
+    assert status.interrupted_status(KeyboardInterrupt()) == 130  # Python's own Ctrl-C
 
 
 @POSIX_ONLY
@@ -37,8 +38,9 @@ def test_the_first_signal_asks_and_the_second_stops_at_once(name: str) -> None:
             os.kill(os.getpid(), signum)
             assert stop.requested == signum and asked == [signum]
             assert stop.exit_status == 128 + signum
-            with pytest.raises(KeyboardInterrupt):
+            with pytest.raises(KeyboardInterrupt) as info:
                 os.kill(os.getpid(), signum)
+            assert status.interrupted_status(info.value) == 128 + signum
         assert signal.getsignal(signum) is outside  # put back as it was
         assert missed == []
     finally:

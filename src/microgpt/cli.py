@@ -28,7 +28,7 @@ from microgpt.limits import Limits, check_fits
 from microgpt.nn import GPTConfig
 from microgpt.runlog import LossLog
 from microgpt.sample import SampleConfig, SamplingFailed, check_prompt, samples
-from microgpt.status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StopSignals, stream_status
+from microgpt.status import EXIT_FAILED, EXIT_USAGE, StopSignals, interrupted_status, stream_status
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
 TRAIN_RENAMES = {"num": "samples"}  # `train --samples N` is `sample --num N`
@@ -280,9 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(console, worded(exc, st.flag_of), EXIT_FAILED)
     except StreamFailed as exc:
         return _failed(console, str(exc), stream_status(exc.broken_pipe))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         console.try_message("microgpt: interrupted")
-        return EXIT_INTERRUPTED
+        return interrupted_status(exc)
     except BrokenPipeError as exc:  # e.g. a lesson's print() into `| head`
         return _failed(console, str(console.fail("stdout", exc)), stream_status(True))
     except OSError as exc:

@@ -48,10 +48,23 @@ def stop_signals() -> tuple[int, ...]:
     return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
 
 
+class StopNow(KeyboardInterrupt):
+    """A second stop signal: stop at once. `signum` is that signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def interrupted_status(exc: KeyboardInterrupt) -> int:
+    """The status of a command stopped at once: 128 + the signal that stopped it."""
+    return signal_status(exc.signum if isinstance(exc, StopNow) else signal.SIGINT)
+
+
 class StopSignals:
     """A context manager: while it is open, the first stop signal sets
     `requested` (the signal's number) and calls `on_stop(signum)`; a second
-    one raises KeyboardInterrupt, to stop at once. The previous handlers
+    one raises `StopNow` (a KeyboardInterrupt), to stop at once. The previous handlers
     come back on exit.
 
         with StopSignals(on_stop=lambda signum: print("stopping")) as stop:
@@ -85,7 +98,7 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None:
-            raise KeyboardInterrupt
+            raise StopNow(signum)
         self.requested = signum
         if self.on_stop is not None:
             self.on_stop(signum)
