@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from conftest import POSIX_ONLY, assert_one_line_error, microgpt_cli
+from conftest import DOCS, POSIX_ONLY, TINY, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint, files
 from microgpt.errors import UsageError
 
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--samples", "0"]
 FD_LIMIT = 64
+QUIET = [*TINY, "--samples", "0"]
 
 SAVE_MANY = """
 import os, resource, sys
@@ -40,13 +39,6 @@ def lower_fd_limit() -> None:
     import resource  # POSIX only: imported in the child, never at collection
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
 
 
 def open_descriptors() -> int:
@@ -76,7 +68,7 @@ def test_a_run_saving_every_step_under_a_limit_of_64_descriptors(
 ) -> None:
     # (ulimit -n 64; microgpt train --steps 120 --save-every 1 --out c.json)
     ckpt, log = tmp_path / "c.json", tmp_path / "l.jsonl"
-    command = [sys.executable, "-m", "microgpt", "train", "--data", str(data), *TINY]
+    command = [sys.executable, "-m", "microgpt", "train", "--data", str(data), *QUIET]
     command += ["--steps", "120", "--save-every", "1", "--out", str(ckpt), "--log", str(log)]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=600, preexec_fn=lower_fd_limit
@@ -139,7 +131,7 @@ def test_a_name_too_long_for_the_temporary_file_is_refused_before_training(
     # 245 bytes fit in a name, and its lock file's 251; the temporary file's 259 do not.
     for option in ("--out", "--log"):
         long = tmp_path / ("n" * 240 + ".json")
-        result = microgpt_cli("train", "--data", data, *TINY, "--steps", 1, option, long)
+        result = microgpt_cli("train", "--data", data, *QUIET, "--steps", 1, option, long)
         line = assert_one_line_error(result, f"{option} ", "File name too long (245 bytes)")
         assert "temporary file" in line
         assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]
@@ -160,7 +152,7 @@ def test_new_outputs_get_what_open_gives(data: Path, tmp_path: Path, umask: int)
     previous = os.umask(umask)
     try:
         result = microgpt_cli(
-            "train", "--data", data, *TINY, "--steps", 2, "--out", ckpt, "--log", log
+            "train", "--data", data, *QUIET, "--steps", 2, "--out", ckpt, "--log", log
         )
     finally:
         os.umask(previous)
@@ -172,9 +164,13 @@ def test_new_outputs_get_what_open_gives(data: Path, tmp_path: Path, umask: int)
 @POSIX_ONLY
 def test_a_replaced_output_keeps_its_permissions(data: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "c.json"
-    assert microgpt_cli("train", "--data", data, *TINY, "--steps", 2, "--out", ckpt).returncode == 0
+    assert (
+        microgpt_cli("train", "--data", data, *QUIET, "--steps", 2, "--out", ckpt).returncode == 0
+    )
     ckpt.chmod(0o640)
-    assert microgpt_cli("train", "--data", data, *TINY, "--steps", 3, "--out", ckpt).returncode == 0
+    assert (
+        microgpt_cli("train", "--data", data, *QUIET, "--steps", 3, "--out", ckpt).returncode == 0
+    )
     assert checkpoint.load(ckpt).step == 3
     assert stat.S_IMODE(ckpt.stat().st_mode) == 0o640
 

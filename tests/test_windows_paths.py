@@ -18,13 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PURE_REQUESTED, assert_one_line_error, lines_of
+from conftest import PURE_REQUESTED, TINY, assert_one_line_error, lines_of, ok
 
 from microgpt import checkpoint
 
-TINY = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--samples", "0"]
-DOCS = ["anna", "bob", "carl", "dora", "eve", "frank", "gus", "hana", "ivo", "jan"]
 LONG_STEPS = 100 if PURE_REQUESTED else 1000
+QUIET = [*TINY, "--samples", "0"]
 
 # Run at start-up by every Python of the simulated platform.
 SITECUSTOMIZE = """
@@ -70,13 +69,6 @@ def windows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    return path
-
-
 def run(
     env: dict[str, str] | None, *args: object, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -88,12 +80,6 @@ def run(
         env=env,
         cwd=cwd,
     )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_the_simulation_hides_the_posix_names(windows: dict[str, str]) -> None:
@@ -113,7 +99,7 @@ def test_the_simulation_hides_the_posix_names(windows: dict[str, str]) -> None:
 
 def test_train_resume_sample_and_plot(windows: dict[str, str], data: Path, tmp_path: Path) -> None:
     ckpt, log = tmp_path / "c.json", tmp_path / "l.jsonl"
-    train = ["train", "--data", data, *TINY, "--out", ckpt, "--log", log, "--save-every", 5]
+    train = ["train", "--data", data, *QUIET, "--out", ckpt, "--log", log, "--save-every", 5]
     first = ok(run(windows, *train, "--steps", 20))
     # No sysconf: the memory cap is not a made-up number; the user is told.
     assert "this machine's memory is unknown" in first.stderr
@@ -121,7 +107,7 @@ def test_train_resume_sample_and_plot(windows: dict[str, str], data: Path, tmp_p
     assert checkpoint.load(ckpt).step == 20
     # The same bits as on this platform's own code paths.
     ckpt2, log2 = tmp_path / "c2.json", tmp_path / "l2.jsonl"
-    ok(run(None, "train", "--data", data, *TINY, "--out", ckpt2, "--log", log2, "--steps", 20))
+    ok(run(None, "train", "--data", data, *QUIET, "--out", ckpt2, "--log", log2, "--steps", 20))
     assert ckpt.read_bytes() == ckpt2.read_bytes()
 
     resumed = ok(run(windows, "train", "--resume", ckpt, "--log", log))
@@ -142,7 +128,7 @@ def test_train_resume_sample_and_plot(windows: dict[str, str], data: Path, tmp_p
 def test_a_sweep_with_two_workers(windows: dict[str, str], data: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     sweep = ["sweep", "--grid", "lr=0.01,0.02", "--workers", 2, "--out", out]
-    result = ok(run(windows, *sweep, "--data", data, "--steps", 10, *TINY))
+    result = ok(run(windows, *sweep, "--data", data, "--steps", 10, *QUIET))
     rows = (out / "results.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 3, rows  # the header and both runs
     assert "2 at a time on this machine" in result.stderr
@@ -153,14 +139,14 @@ def test_one_writer_per_output_and_a_clean_stop(
 ) -> None:
     # Without fcntl and msvcrt, the lock is the lock file's existence.
     ckpt = tmp_path / "c.json"
-    command = [sys.executable, "-m", "microgpt", "train", "--data", str(data), *TINY]
+    command = [sys.executable, "-m", "microgpt", "train", "--data", str(data), *QUIET]
     command += ["--steps", str(LONG_STEPS), "--save-every", "1", "--out", str(ckpt)]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=windows)
     stderr = lines_of(child.stderr)
     try:
         while not (line := stderr.get(timeout=120)).startswith("saved "):
             assert line, "the run ended early"
-        second = run(windows, "train", "--data", data, *TINY, "--steps", 2, "--out", ckpt)
+        second = run(windows, "train", "--data", data, *QUIET, "--steps", 2, "--out", ckpt)
         line = assert_one_line_error(second, f"--out {ckpt} is being written by another")
         assert f"(process {child.pid})" in line
         child.send_signal(signal.SIGINT)
@@ -186,7 +172,7 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(
     )
     (tmp_path / ".c.json.lock").write_text(gone.stdout)
     ckpt = tmp_path / "c.json"
-    ok(run(windows, "train", "--data", data, *TINY, "--steps", 2, "--out", ckpt))
+    ok(run(windows, "train", "--data", data, *QUIET, "--steps", 2, "--out", ckpt))
     assert checkpoint.load(ckpt).step == 2
 
 
@@ -194,6 +180,6 @@ def test_a_name_too_long_for_the_temporary_file_is_refused_up_front(
     windows: dict[str, str], data: Path, tmp_path: Path
 ) -> None:
     long = tmp_path / ("n" * 240 + ".json")  # fits, but its temporary file would not
-    result = run(windows, "train", "--data", data, *TINY, "--steps", 2, "--out", long)
+    result = run(windows, "train", "--data", data, *QUIET, "--steps", 2, "--out", long)
     assert_one_line_error(result, "--out", "File name too long", "temporary file")
     assert list(tmp_path.iterdir()) == [data]
