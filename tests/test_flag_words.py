@@ -19,9 +19,18 @@ from microgpt import errors, settings
 PACKAGE = Path(microgpt.__file__).parent
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
-# The command line's own modules, whole: the `microgpt` command and the
-# settings' flags; a sweep drives `microgpt train` through its flags.
-CLI_MODULES = {"cli.py", "settings.py", "sweep.py"}
+# The command line's own modules, whole: the `microgpt` command, the
+# settings' flags and the sweep's command line.
+CLI_MODULES = {"cli.py", "settings.py", "sweep/cli.py"}
+# Documented exceptions, to shrink: the sweep's other parts still word some
+# messages with flags (and plan.py builds `microgpt train` command lines,
+# whose flags are the train command's own API). Each must still need it.
+NOT_YET_IN_SETTINGS_TERMS = {
+    "sweep/folder.py",
+    "sweep/plan.py",
+    "sweep/report.py",
+    "sweep/running.py",
+}
 # Command-line parts of other modules: (module, top-level function).
 CLI_FUNCTIONS = {
     ("plot.py", "add_parser"),  # `microgpt plot`
@@ -77,7 +86,9 @@ def test_library_modules_write_no_flags() -> None:
         words = flag_words(path.read_text(encoding="utf-8"), module)
         if words:
             found[module] = words
-    assert found == {}
+    assert set(found) == NOT_YET_IN_SETTINGS_TERMS, {
+        module: words for module, words in found.items() if module not in NOT_YET_IN_SETTINGS_TERMS
+    }
 
 
 def test_the_check_finds_a_flag_in_a_message() -> None:

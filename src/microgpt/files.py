@@ -98,7 +98,7 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
-def open_no_follow(path: Path, flags: int, mode: int = 0o666) -> int:
+def open_no_follow(path: str | Path, flags: int, mode: int = 0o666) -> int:
     """`os.open` that refuses a symbolic link as the last part of `path`
     (OSError ELOOP). Without O_NOFOLLOW, the name is checked after opening:
     it must not be a link, and must name the file that was opened."""
@@ -113,7 +113,7 @@ def open_no_follow(path: Path, flags: int, mode: int = 0o666) -> int:
     return fd
 
 
-def _same_inode(fd: int, path: Path) -> bool:
+def _same_inode(fd: int, path: str | Path) -> bool:
     """Whether `path` (not followed) is the file open as `fd`."""
     try:
         by_path = os.stat(path, follow_symlinks=False)
@@ -516,17 +516,41 @@ def _hold_by_existence(path: Path) -> int | None:
     return None
 
 
+def lock_holder(target: Path) -> str | None:
+    """The process holding the output lock of `target` ("unknown" if it
+    cannot be read), or None if no run holds it."""
+    path = target.with_name(f".{target.name}.lock")
+    try:
+        fd = open_no_follow(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        if _lock_descriptor is not None:
+            if _lock_descriptor(fd):  # free: released again when fd closes
+                return None
+        elif _is_stale(path, os.fstat(fd).st_mtime):
+            return None
+        return _holder(path) or "unknown"
+    finally:
+        os.close(fd)
+
+
+def _is_stale(path: Path, mtime: float) -> bool:
+    """Whether the lock file at `path` (where locks are files' existence) is
+    left by a process that is gone."""
+    holder = _holder(path)
+    if holder.isdigit():
+        return not _running(int(holder))
+    return time.time() - mtime >= UNWRITTEN_LOCK_SECONDS
+
+
 def _remove_if_stale(path: Path) -> bool:
     """Remove the lock file at `path` if its process is gone; whether it was."""
     try:
         before = os.lstat(path)
     except FileNotFoundError:
         return True  # released meanwhile: try again
-    holder = _holder(path)
-    if holder.isdigit():
-        if _running(int(holder)):
-            return False
-    elif time.time() - before.st_mtime < UNWRITTEN_LOCK_SECONDS:
+    if not _is_stale(path, before.st_mtime):
         return False
     try:
         now = os.lstat(path)
