@@ -35,6 +35,7 @@ GROUPS = {
     ),
     "step": ("train_step_default",),
     "large": ("train_step_large",),
+    "long": ("train_step_long",),
     "sample": ("sample_20_names",),
 }
 

@@ -6,7 +6,8 @@ a recursive closure (whose reference cycle leaves every step's graph to the
 cyclic garbage collector). The arithmetic is the same as `microgpt`'s, in the
 same order, so the losses are identical: only the speed differs.
 
-Used by the benchmarks (bench/) and by a test that checks the equality.
+Used by the benchmarks (bench/) and by the tests that check the equality
+(tests/test_exact_everywhere.py trains and samples it beside microgpt).
 """
 
 from __future__ import annotations
@@ -193,6 +194,22 @@ class OriginalGPT:
             losses.append(-probs[tokens[pos + 1]].log())
         total: Node = (1 / n) * sum(losses)  # type: ignore[assignment]
         return total
+
+    def sample(self, rng: random.Random, temperature: float = 0.5) -> str:
+        """One name, drawn as the original draws it: from BOS, each next
+        character from softmax(logits / temperature), until BOS or a full context."""
+        keys: list[Any] = [[] for _ in range(self.n_layer)]
+        values: list[Any] = [[] for _ in range(self.n_layer)]
+        token_id = self.bos
+        out = []
+        for pos_id in range(self.block_size):
+            logits = self.forward(token_id, pos_id, keys, values)
+            probs = self.softmax([logit / temperature for logit in logits])
+            token_id = rng.choices(range(self.vocab_size), weights=[p.data for p in probs])[0]
+            if token_id == self.bos:
+                break
+            out.append(self.chars[token_id])
+        return "".join(out)
 
     def train_step(self) -> float:
         """One step: loss on the next document, backward, Adam. Returns the loss."""

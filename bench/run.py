@@ -47,11 +47,18 @@ SETTINGS: dict[str, tuple[list[str], list[str]]] = {
         ["-p", "2", "-n", "2", "-w", "1", "-l", "1"],
         ["-p", "1", "-n", "1", "-w", "1", "-l", "1"],
     ),
+    "long": (
+        ["-p", "2", "-n", "3", "-w", "1", "-l", "1"],
+        ["-p", "1", "-n", "2", "-w", "1", "-l", "1"],
+    ),
     "sample": (  # (more values than for the large step: a sampling run varies more)
         ["-p", "4", "-n", "3", "-w", "1", "-l", "1"],
         ["-p", "1", "-n", "2", "-w", "1", "-l", "1"],
     ),
 }
+# A step of the original design at the long config takes about 25 s here:
+# it gets one process of one value (a full run and --fast alike).
+SLOWEST = {("long", "original"): ["-p", "1", "-n", "1", "-w", "1", "-l", "1"]}
 # The benchmarks in the order of the summary.
 BENCHMARKS = (
     "graph_add_chain",
@@ -61,8 +68,11 @@ BENCHMARKS = (
     "backward_step_default",
     "train_step_default",
     "train_step_large",
+    "train_step_long",
     "sample_20_names",
 )
+# The model configs of the training steps (bench/workloads.py), in that order.
+STEP_CONFIGS = ("default", "large", "long")
 # The original design has no dot(): its dot products are written with sum().
 ORIGINAL_STAND_IN = {"graph_dot_engine": "graph_dot_sum"}
 
@@ -270,7 +280,7 @@ def against_torch(res: Results) -> list[str]:
         return []
     ratios = [
         f"{config} config {res.time_ratio('compiled', 'torch', f'train_step_{config}')}"
-        for config in ("default", "large")
+        for config in STEP_CONFIGS
         if res.has("torch", f"train_step_{config}")
     ]
     if not ratios:
@@ -304,7 +314,7 @@ def step_row(res: Results, engine: str, config: str, m: dict[str, Any]) -> list[
 def per_step_table(res: Results, measurements: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     rows = [
         step_row(res, engine, config, measurements[engine][config])
-        for config in ("default", "large")
+        for config in STEP_CONFIGS
         for engine in res.engines
         if config in measurements.get(engine, {})
     ]
@@ -349,7 +359,7 @@ def same_numbers(
     """Whether the exact engines computed the same first loss, how close
     PyTorch's is, and whether every engine sampled the same names."""
     lines = [""]
-    for config in ("default", "large"):
+    for config in STEP_CONFIGS:
         found = {e: measurements[e][config] for e in engines if config in measurements.get(e, {})}
         exact = {e: m["first_loss"] for e, m in found.items() if e not in OPTIONAL}
         if len(exact) > 1:
@@ -421,7 +431,8 @@ def run_benchmarks(args: argparse.Namespace, engines: list[str], data: str, out:
             print(f"\n=== {group} / {engine}", flush=True)
             cmd = [str(BENCH_DIR / "benchmarks.py"), "--engine", engine, "--group", group]
             cmd += ["--data", data, "--append", str(out / f"{engine}.json"), "--quiet"]
-            run([args.python, *cmd, *SETTINGS[group][mode]], engine)
+            settings = SLOWEST.get((group, engine), SETTINGS[group][mode])
+            run([args.python, *cmd, *settings], engine)
 
 
 def run_measurements(
@@ -430,7 +441,7 @@ def run_measurements(
     measurements: dict[str, dict[str, dict[str, Any]]] = {}
     # --fast leaves out the large config (a minute for the original design)
     # and the check of the samples (the sampling again, on each engine)
-    for config in ("default",) if args.fast else ("default", "large"):
+    for config in ("default",) if args.fast else STEP_CONFIGS:
         for engine in engines:
             print(f"\n=== nodes and memory: {config} / {engine}", flush=True)
             cmd = [args.python, str(BENCH_DIR / "measure.py"), "--engine", engine]

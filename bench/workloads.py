@@ -39,7 +39,12 @@ TORCH_INSTALL = "pip install --group bench (or pip install torch==2.13.0)"
 CONFIGS: dict[str, dict[str, int]] = {
     "default": {"n_layer": 1, "n_embd": 16, "n_head": 4, "block_size": 16},
     "large": {"n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 32},
+    "long": {"n_layer": 2, "n_embd": 32, "n_head": 4, "block_size": 64},
 }
+# Configs that train on documents of at least this many characters (the
+# data's documents joined by spaces, see `joined_documents`), so that a
+# step's document fills the context: a long context's cost is attention's.
+MIN_DOCUMENT_LENGTH: dict[str, int] = {"long": 64}
 SEED = 42
 # Training runs this long in the benchmarks, so that the learning rate, which
 # decays linearly to zero at the last step, stays positive however many steps
@@ -140,7 +145,7 @@ def torch_facts() -> dict[str, str]:
 # --- data --------------------------------------------------------------------
 
 
-# The original microgpt's names file, where this repository's README expects it.
+# The original microgpt's names file, where docs/reproducing.md expects it.
 ORIGINAL_NAMES = Path(__file__).resolve().parent.parent.parent / "shared" / "parity" / "names.txt"
 
 
@@ -165,6 +170,26 @@ def read_documents(path: str) -> list[str]:
 
 def file_sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def joined_documents(docs: list[str], min_length: int) -> list[str]:
+    """The documents, in order, joined by spaces into documents of at least
+    `min_length` characters (what is left at the end is dropped)."""
+    joined: list[str] = []
+    current = ""
+    for doc in docs:
+        current = f"{current} {doc}" if current else doc
+        if len(current) >= min_length:
+            joined.append(current)
+            current = ""
+    return joined
+
+
+def config_documents(docs: list[str], config: str) -> list[str]:
+    """The documents a config trains on."""
+    if config in MIN_DOCUMENT_LENGTH:
+        return joined_documents(docs, MIN_DOCUMENT_LENGTH[config])
+    return docs
 
 
 def pinned_document(docs: list[str], seed: int = SEED) -> str:
@@ -197,6 +222,7 @@ class Trainer:
 
 def make_trainer(engine: str, docs: list[str], config: str) -> Trainer:
     settings = CONFIGS[config]
+    docs = config_documents(docs, config)
     doc = pinned_document(docs)
     if engine == "original":
         return _original_trainer(docs, doc, settings)
@@ -379,26 +405,10 @@ def _original_sampler(docs: list[str]) -> Callable[[], list[str]]:
     model = OriginalGPT(docs, seed=SEED)  # 1000 steps, as TrainConfig's default
     for _ in range(SAMPLE_TRAIN_STEPS):
         model.train_step()
-    temperature = 0.5  # microgpt's default, as in the original
-
-    def one(rng: random.Random) -> str:
-        keys: list[Any] = [[] for _ in range(model.n_layer)]
-        values: list[Any] = [[] for _ in range(model.n_layer)]
-        token_id = model.bos
-        out = []
-        for pos_id in range(model.block_size):
-            logits = model.forward(token_id, pos_id, keys, values)
-            probs = model.softmax([logit / temperature for logit in logits])
-            weights = [p.data for p in probs]
-            token_id = rng.choices(range(model.vocab_size), weights=weights)[0]
-            if token_id == model.bos:
-                break
-            out.append(model.chars[token_id])
-        return "".join(out)
 
     def draw() -> list[str]:
         rng = random.Random(SAMPLE_SEED)
-        return [one(rng) for _ in range(SAMPLE_NAMES)]
+        return [model.sample(rng) for _ in range(SAMPLE_NAMES)]  # temperature 0.5, as microgpt's
 
     return draw
 

@@ -38,7 +38,9 @@ COMPILED_MODULES: list[tuple[str, str, dict[str, Any]]] = [
 # Exactness: never let the C compiler fuse a*b+c into one rounding (FMA) or
 # reorder float math, and keep pow/exp/log real libm calls: GCC would turn
 # pow(x, 2.0) into x*x, which differs from libm's pow (what Python's x**2
-# computes) in the last bit for about 1 in 1,000 numbers.
+# computes) in the last bit for about 1 in 1,000 numbers. These are gcc's and
+# clang's flags (Linux, macOS); aarch64's gcc contracts into FMA without
+# -ffp-contract=off.
 EXTRA_COMPILE_ARGS = [
     "-O2",
     "-ffp-contract=off",
@@ -47,6 +49,23 @@ EXTRA_COMPILE_ARGS = [
     "-fno-builtin-exp",
     "-fno-builtin-log",
 ]
+
+# MSVC (Windows) takes other flags; its floating-point model is named rather
+# than left to its default. /fp:precise keeps the source's order and rounding
+# and makes no algebraic rewrites (no /fp:fast), and since Visual Studio 2022
+# (17.0) it contracts nothing unless /fp:contract asks, which is never passed
+# (MSVC documents no switch that turns contraction off, such as /fp:contract-,
+# so none is guessed at; the earlier default did contract, but only into FMA
+# instructions, which x64 code without /arch:AVX2 does not have). Its exp, log
+# and pow are the C library's, as Python's are. tests/test_exact_everywhere.py
+# checks the result against the original design on the Windows runner.
+MSVC_COMPILE_ARGS = ["/fp:precise"]
+
+
+def compile_args(compiler_type: str) -> list[str]:
+    """The exactness flags for the compiler that builds (setuptools' compiler_type)."""
+    return MSVC_COMPILE_ARGS if compiler_type == "msvc" else EXTRA_COMPILE_ARGS
+
 
 CYTHON_DIRECTIVES = {
     "language_level": "3",
@@ -57,6 +76,10 @@ CYTHON_DIRECTIVES = {
     # x ** y on C doubles is C's pow(), as Python's float ** is; without
     # this Cython computes it through complex numbers.
     "cpow": True,
+    # Compiled functions and methods are Python-like function objects, so
+    # help() and inspect.signature() see their parameters and docstrings as
+    # they do interpreted (Cython 3's default, said here so that it stays).
+    "binding": True,
 }
 
 
@@ -80,8 +103,8 @@ def extensions() -> list[Extension]:
     if _flag("MICROGPT_NO_EXTENSIONS"):
         _say("MICROGPT_NO_EXTENSIONS is set: building the pure-Python package only")
         return []
-    args = [] if sys.platform == "win32" else EXTRA_COMPILE_ARGS  # MSVC takes other flags
-    return [Extension(name, [src], extra_compile_args=args) for name, src, _ in COMPILED_MODULES]
+    # The compile flags are chosen in OptionalBuildExt, once the compiler is known.
+    return [Extension(name, [src]) for name, src, _ in COMPILED_MODULES]
 
 
 class OptionalBuildExt(build_ext):
@@ -103,6 +126,7 @@ class OptionalBuildExt(build_ext):
             [ext], build_dir=self.build_temp, compiler_directives=directives, quiet=True
         )
         ext.sources = c_ext.sources  # the generated C, as Cython's own build_ext does
+        ext.extra_compile_args = compile_args(self.compiler.compiler_type)
         super().build_extension(ext)
 
     def _fall_back(self, exc: Exception) -> None:

@@ -91,6 +91,7 @@ def test_saved_numbers_read_back_identically(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.posix_only("file modes (umask, chmod)")
 def test_checkpoint_permissions_are_those_of_an_ordinary_file(tmp_path: Path) -> None:
     run = new_run()
     path = tmp_path / "c.json"
@@ -163,6 +164,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.posix_only("SIGKILL")
 def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 from conftest import DOCS, TINY, TINY_SETTINGS, microgpt_cli, ok
 
 import microgpt
-from microgpt import checkpoint
+from microgpt import checkpoint, lessons
+from microgpt.cli import main
 from microgpt.data import load_documents
 from microgpt.sample import sample_many
 from microgpt.train import Run, TrainConfig
@@ -200,3 +202,55 @@ def test_defaults_are_the_original_microgpts(tmp_path: Path) -> None:
     )
     assert (training["seed"], training["grad_clip"]) == (42, None)
     assert len(ok(microgpt_cli("sample", ckpt)).stdout.splitlines()) == 20
+
+
+# --- help ------------------------------------------------------------------------------
+
+
+def test_lesson_help_lists_every_lesson_from_the_lessons_package(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["lesson", "--help"]) == 0
+    out = capsys.readouterr().out
+    listed = [
+        line.split(None, 1)
+        for line in out.split("lessons (run: microgpt lesson NAME):\n")[1].splitlines()
+    ]
+    assert {name: about for name, about in listed} == lessons.LESSONS
+
+
+def test_sample_help_says_what_ckpt_is_and_speaks_of_samples(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["sample", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  CKPT +a checkpoint saved by `microgpt train`$", out, re.MULTILINE)
+    assert re.search(r"^  --num N +how many samples to print", out, re.MULTILINE)
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  --samples N +how many samples to print", out, re.MULTILINE)
+    # no help text assumes the data are names (the default data are)
+    for command in (["train"], ["sample"], ["sweep"], []):
+        main([*command, "--help"])
+        out = capsys.readouterr().out.replace("(bundled names)", "")
+        assert not re.search(r"\bnames\b", out), (command, out)
+
+
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [
+        (["sample", "x.json"], "microgpt sample"),
+        (["train"], "microgpt train"),
+        (["plot", "loss", "x.jsonl", "-o", "x.png"], "microgpt plot loss"),
+        (["gradcheck"], "microgpt gradcheck"),
+    ],
+)
+def test_a_commands_usage_error_points_to_its_own_help(
+    command: list[str], prog: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "--no-such-flag"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"{prog}: error: unrecognized arguments: --no-such-flag (see {prog} --help)\n"
+    )
+    assert captured.out == ""

@@ -398,7 +398,11 @@ def test_children_local_grads_and_op_properties() -> None:
         node = getattr(x, name)()
         assert node.op == name and node.children == (x,)
     assert (-x).op == "*" and (-x).local_grads == (-1.0,)
-    assert (x - y).op == "+" and (x / y).op == "*"
+    assert (x - y).op == "+" and (x / 4).op == "*"
+    # a / b is a * b**-1 as one node of children a and b
+    q = x / y
+    assert (q.op, q.children, q.data) == ("/", (x, y), 2.0 * (-3.0) ** -1)
+    assert q.local_grads == ((-3.0) ** -1, 2.0 * (-1 * (-3.0) ** -2))
     assert type(x.children) is tuple and type(x.local_grads) is tuple
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from conftest import DOCS, POSIX_ONLY, TINY, assert_one_line_error, microgpt_cli
+from conftest import DOCS, TINY, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint, files
 from microgpt.errors import UsageError
@@ -48,7 +48,7 @@ def open_descriptors() -> int:
 # --- descriptors ----------------------------------------------------------------------------
 
 
-@POSIX_ONLY
+@pytest.mark.posix_only("resource limits (ulimit -n)")
 def test_three_thousand_saves_under_a_limit_of_64_descriptors(tmp_path: Path) -> None:
     ckpt = tmp_path / "c.json"
     script = SAVE_MANY.format(limit=FD_LIMIT, docs=DOCS, saves=3000)
@@ -62,7 +62,7 @@ def test_three_thousand_saves_under_a_limit_of_64_descriptors(tmp_path: Path) ->
         assert int(result.stdout) < 10
 
 
-@POSIX_ONLY
+@pytest.mark.posix_only("resource limits (ulimit -n)")
 def test_a_run_saving_every_step_under_a_limit_of_64_descriptors(
     data: Path, tmp_path: Path
 ) -> None:
@@ -145,7 +145,7 @@ def test_check_output_names_the_setting_from_python(tmp_path: Path) -> None:
 # --- permissions ----------------------------------------------------------------------------
 
 
-@POSIX_ONLY
+@pytest.mark.posix_only("file modes (umask)")
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_new_outputs_get_what_open_gives(data: Path, tmp_path: Path, umask: int) -> None:
     ckpt, log = tmp_path / "c.json", tmp_path / "l.jsonl"
@@ -161,7 +161,7 @@ def test_new_outputs_get_what_open_gives(data: Path, tmp_path: Path, umask: int)
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-@POSIX_ONLY
+@pytest.mark.posix_only("file modes (chmod)")
 def test_a_replaced_output_keeps_its_permissions(data: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "c.json"
     assert (

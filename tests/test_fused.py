@@ -1,9 +1,11 @@
-"""Fused `dot` and `vsum` nodes give every gradient bit for bit as the chains
-of + and * nodes they stand for, in any graph; and `no_grad()` records none.
+"""Fused nodes give every gradient bit for bit as the chains of scalar nodes
+they stand for, in any graph; and `no_grad()` records none.
 
 Each random graph is built twice from the same program: once with the fused
-`dot`/`vsum`, once with the explicit chain `sum(w * x for ...)` / `sum(vs)`
-that Python (and the original microgpt) builds. Values and every node's
+ops (`dot`, `vsum`, `linear`, `scaled_dots`, `exps_shifted`,
+`weighted_sum`, and `a / b` as one node), once with the explicit scalar code
+each stands for (`sum(w * x for ...)`, `sum(vs)`, `a * b**-1`, ...), which is
+what Python and the original microgpt build. Values and every node's
 gradient must be equal as floats, not just close.
 """
 
@@ -43,6 +45,8 @@ def random_program(rng: random.Random, n_leaves: int, n_ops: int) -> Program:
 
         kind = rng.choice(
             ["dot", "dot", "sum", "sum", "linear", "add", "mul", "exp", "tanh", "pow", "relu"]
+            + ["div", "div", "scaled", "scaled", "shifted", "shifted", "weighted", "weighted"]
+            + ["attend", "attend", "attend"]
         )
         if kind in ("dot", "sum"):
             length = rng.randint(1, 6)
@@ -56,7 +60,24 @@ def random_program(rng: random.Random, n_leaves: int, n_ops: int) -> Program:
             ws = [rng.randrange(n_leaves) if leaf_weights else pick() for _ in range(rows * length)]
             program.append((kind, xs + ws, float(length)))
             size += rows - 1
-        elif kind in ("add", "mul"):
+        elif kind == "scaled":  # q, then the ks; k is the length of q
+            length, rows = rng.randint(1, 4), rng.randint(1, 4)
+            program.append((kind, [pick() for _ in range(length * (rows + 1))], float(length)))
+            size += rows - 1
+        elif kind == "shifted":
+            length = rng.randint(1, 5)
+            program.append((kind, [pick() for _ in range(length)], 0.0))
+            size += length - 1
+        elif kind == "weighted":  # the weights, then the vectors; k is their width
+            count, width = rng.randint(1, 4), rng.randint(1, 3)
+            program.append((kind, [pick() for _ in range(count * (width + 1))], float(width)))
+            size += width - 1
+        elif kind == "attend":  # q, the keys, the values; k holds the three sizes
+            width, positions, width_v = rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 3)
+            count = width * (positions + 1) + positions * width_v
+            program.append((kind, [pick() for _ in range(count)], float(width * 100 + width_v)))
+            size += width_v - 1
+        elif kind in ("add", "mul", "div"):
             program.append((kind, [pick(), pick()], 0.0))
         else:
             program.append((kind, [pick()], rng.choice([2.0, -1.0, 0.5, 3.0])))
@@ -66,6 +87,30 @@ def random_program(rng: random.Random, n_leaves: int, n_ops: int) -> Program:
 
 def explicit_dot(ws: Any, xs: Any) -> Any:
     return sum(w * x for w, x in zip(ws, xs))
+
+
+def explicit_scaled_dots(q: Any, ks: Any, divisor: float) -> list[Any]:
+    return [explicit_dot(q, k) / divisor for k in ks]
+
+
+def explicit_exps_shifted(values: Any, shift: float) -> list[Any]:
+    return [(v - shift).exp() for v in values]
+
+
+def explicit_weighted_sum(weights: Any, vectors: Any) -> list[Any]:
+    return [explicit_dot(weights, [v[j] for v in vectors]) for j in range(len(vectors[0]))]
+
+
+def explicit_attend(q: Any, keys: Any, values: Any) -> list[Any]:
+    scores = [explicit_dot(q, k) / len(q) ** 0.5 for k in keys]
+    max_val = max(s.data for s in scores)
+    exps = [(s - max_val).exp() for s in scores]
+    total = sum(exps)
+    weights = [e * total**-1 for e in exps]
+    return explicit_weighted_sum(weights, values)
+
+
+DIVISORS = (2.0, 3, 0.7, 8**0.5)
 
 
 def build(program: Program, leaves: list[Any], fused: bool) -> list[Any]:
@@ -82,6 +127,36 @@ def build(program: Program, leaves: list[Any], fused: bool) -> list[Any]:
             continue
         elif kind == "sum":
             node = engine.vsum(xs) if fused else sum(xs)
+        elif kind == "scaled":
+            q, ks = xs[: int(k)], xs[int(k) :]
+            rows = [ks[i : i + int(k)] for i in range(0, len(ks), int(k))]
+            divisor = DIVISORS[len(nodes) % len(DIVISORS)]
+            f = engine.scaled_dots if fused else explicit_scaled_dots
+            nodes += f(q, rows, divisor)
+            continue
+        elif kind == "shifted":
+            shift = max(x.data for x in xs)
+            nodes += engine.exps_shifted(xs, shift) if fused else explicit_exps_shifted(xs, shift)
+            continue
+        elif kind == "weighted":
+            count = len(xs) // (int(k) + 1)
+            weights, flat = xs[:count], xs[count:]
+            vectors = [flat[i : i + int(k)] for i in range(0, len(flat), int(k))]
+            f = engine.weighted_sum if fused else explicit_weighted_sum
+            nodes += f(weights, vectors)
+            continue
+        elif kind == "attend":
+            width, width_v = int(k) // 100, int(k) % 100
+            positions = (len(xs) - width) // (width + width_v)
+            q, rest = xs[:width], xs[width:]
+            keys = [rest[t * width : (t + 1) * width] for t in range(positions)]
+            rest = rest[positions * width :]
+            values = [rest[t * width_v : (t + 1) * width_v] for t in range(positions)]
+            nodes += (engine.attend if fused else explicit_attend)(q, keys, values)
+            continue
+        elif kind == "div":  # a / b is one node fused, a * b**-1 explicitly
+            den = xs[1] if abs(xs[1].data) > 0.1 else xs[1] + 2.0  # (no overflow)
+            node = xs[0] / den if fused else xs[0] * den**-1
         elif kind == "add":
             node = xs[0] + xs[1]
         elif kind == "mul":
@@ -161,6 +236,29 @@ def test_the_random_graphs_reach_nodes_between_two_terms() -> None:
     assert sum(linear_with_node_weights(seed) for seed in SEEDS) >= 50
 
 
+def test_the_random_graphs_use_every_fused_op_on_nodes_reached_first_by_it() -> None:
+    # Guard: each of the model's vector ops appears often, with an operand
+    # that is a node (not a leaf) first reached through it after another of
+    # its operands; and a / b whose b gets gradient from elsewhere too.
+    counts = dict.fromkeys(("scaled", "shifted", "weighted", "attend", "div"), 0)
+    for seed in SEEDS:
+        rng = random.Random(seed)
+        n_leaves = rng.randint(1, 5)
+        program = random_program(rng, n_leaves, rng.randint(1, 25))
+        used: list[int] = []  # operands of the ops so far, with repeats
+        for kind, args, _ in program:
+            if kind in ("scaled", "shifted", "weighted", "attend") and any(
+                a >= n_leaves and a not in used and a not in args[:i]
+                for i, a in enumerate(args[1:], start=1)
+            ):
+                counts[kind] += 1
+            used += args
+        for kind, args, _ in program:
+            if kind == "div" and args[1] >= n_leaves and used.count(args[1]) > 1:
+                counts["div"] += 1
+    assert min(counts.values()) >= 30, counts
+
+
 def test_the_gpt_loss_gradients_match_the_explicit_chains() -> None:
     # The model's own graph: a training loss built with fused nodes, and the
     # same loss with every dot and vsum spelled out as Python's sum().
@@ -169,19 +267,31 @@ def test_the_gpt_loss_gradients_match_the_explicit_chains() -> None:
 
     docs = ["emma", "olivia", "ava", "isabella", "sophia", "mia"]
 
-    def grads(dot: Callable[..., Any], vsum: Callable[..., Any], linear: Any) -> list[float]:
-        saved = nn.dot, nn.vsum, nn.linear
-        nn.dot, nn.vsum, nn.linear = dot, vsum, linear
+    names = ("dot", "vsum", "linear", "scaled_dots", "exps_shifted", "weighted_sum", "attend")
+
+    def grads(*ops: Callable[..., Any]) -> list[float]:
+        saved = [getattr(nn, name) for name in names]
+        for name, op in zip(names, ops):
+            setattr(nn, name, op)
         try:
             run = Run.start(docs, TrainConfig(seed=3), n_layer=2, n_embd=8, n_head=2)
             loss = run.loss("isabella")
             loss.backward()
             return [loss.data] + [p.grad for p in run.model.params]
         finally:
-            nn.dot, nn.vsum, nn.linear = saved
+            for name, op in zip(names, saved):
+                setattr(nn, name, op)
 
-    fused = grads(engine.dot, engine.vsum, engine.linear)
-    explicit = grads(explicit_dot, sum, lambda x, w: [explicit_dot(row, x) for row in w])
+    fused = grads(*[getattr(engine, name) for name in names])
+    explicit = grads(
+        explicit_dot,
+        sum,
+        lambda x, w: [explicit_dot(row, x) for row in w],
+        explicit_scaled_dots,
+        explicit_exps_shifted,
+        explicit_weighted_sum,
+        explicit_attend,
+    )
     assert fused == explicit
 
 

@@ -144,3 +144,32 @@ def test_cli_gradcheck_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) 
     assert "argument --per-matrix: must be at least 1, got 0" in capsys.readouterr().err
     assert main(["gradcheck", "--eps", "1e300"]) == 2  # a nudge that would overflow the loss
     assert "argument --eps: must be above 0 and at most 0.1" in capsys.readouterr().err
+
+
+def test_cli_gradcheck_checks_the_model_the_flags_describe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["--n-layer", "2", "--norm", "layernorm", "--activation", "gelu", "--n-embd", "4"]
+    assert main(["gradcheck", "--per-matrix", "1", *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "'n_layer': 2" in out[0] and "'norm': 'layernorm'" in out[0]
+    assert "'activation': 'gelu'" in out[0] and "'n_embd': 4" in out[0]
+    assert any(line.startswith("layer1.mlp_fc2") for line in out)  # the second block is checked
+    assert out[-1].startswith("PASS")
+
+
+def test_cli_gradcheck_refuses_a_bad_model_before_checking(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for args, words in [
+        (
+            ["--n-embd", "10", "--n-head", "3"],
+            "argument --n-embd: must be divisible by --n-head (3)",
+        ),
+        (["--norm", "batchnorm"], "argument --norm: must be one of rmsnorm, layernorm"),
+        (["--n-layer", "0"], "argument --n-layer: must be at least 1, got 0"),
+        (["--dropout", "0.1"], "unrecognized arguments: --dropout"),
+    ]:
+        assert main(["gradcheck", *args]) == 2
+        captured = capsys.readouterr()
+        assert words in captured.err and captured.out == "", captured.err

@@ -267,7 +267,7 @@ def fake_dot(folder: Path, body: str) -> None:
 FAKE_SVG = """printf '<svg xmlns="http://www.w3.org/2000/svg"><text>by dot</text></svg>'"""
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
+@pytest.mark.posix_only("a shell script as the fake dot")
 def test_graphviz_draws_when_asked_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_dot(tmp_path, FAKE_SVG)
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -277,7 +277,7 @@ def test_graphviz_draws_when_asked_to(tmp_path: Path, monkeypatch: pytest.Monkey
         assert "**" in svg_texts(draw(loss)._repr_svg_())
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
+@pytest.mark.posix_only("a shell script as the fake dot")
 def test_without_matplotlib_graphviz_draws(tmp_path: Path) -> None:
     fake_dot(tmp_path, FAKE_SVG)
     code = (
@@ -292,7 +292,7 @@ def test_without_matplotlib_graphviz_draws(tmp_path: Path) -> None:
     assert svg_texts(done.stdout) == ["by dot"]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the fake dot")
+@pytest.mark.posix_only("a shell script as the fake dot")
 def test_a_failing_or_hanging_graphviz_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -149,6 +149,7 @@ def test_a_data_file_above_the_cap_is_refused_and_the_flag_raises_it(tmp_path: P
     assert ok.returncode == 0, ok.stderr
 
 
+@pytest.mark.posix_only("device nodes (mknod)")
 def test_an_endless_device_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
     zero = tmp_path / "zero"
     os.mknod(zero, 0o444 | stat.S_IFCHR, os.makedev(1, 5))  # like /dev/zero, our own node
@@ -159,6 +160,7 @@ def test_an_endless_device_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.posix_only("FIFOs")
 def test_a_fifo_can_be_the_data(tmp_path: Path) -> None:
     fifo = tmp_path / "docs"
     os.mkfifo(fifo)

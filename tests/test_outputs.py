@@ -66,6 +66,7 @@ SPECIAL: dict[str, tuple[Callable[[Path], Callable[[], bool]], str]] = {
 }
 
 
+@pytest.mark.posix_only("FIFOs, device nodes, Unix sockets, symbolic links")
 @pytest.mark.parametrize("option", ["--out", "--log"])
 @pytest.mark.parametrize("kind", list(SPECIAL))
 def test_special_files_are_never_written_or_replaced(
@@ -84,6 +85,7 @@ def test_special_files_are_never_written_or_replaced(
     assert still_there() and link.is_symlink()
 
 
+@pytest.mark.posix_only("device nodes (mknod)")
 def test_a_file_swapped_for_a_device_mid_run_is_not_replaced(tmp_path: Path) -> None:
     # Checked again right before the rename: a target that has become a
     # device since the run started is left alone (and the save fails).
@@ -95,6 +97,7 @@ def test_a_file_swapped_for_a_device_mid_run_is_not_replaced(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["c.json"]  # no temporary file left
 
 
+@pytest.mark.posix_only("FIFOs")
 def test_a_log_swapped_for_a_fifo_is_not_opened(tmp_path: Path) -> None:
     target = tmp_path / "log.jsonl"
     make_fifo(target)
@@ -136,6 +139,7 @@ def test_log_replaces_an_older_log_of_microgpt(data: Path, tmp_path: Path) -> No
 # --- inputs are never outputs ---------------------------------------------------------------
 
 
+@pytest.mark.posix_only("symbolic links")
 def test_an_output_that_is_an_input_is_refused(data: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "c.json"
     assert train(data, "--out", ckpt).returncode == 0
@@ -160,6 +164,7 @@ def test_an_output_that_is_an_input_is_refused(data: Path, tmp_path: Path) -> No
 # --- symbolic links ----------------------------------------------------------------------
 
 
+@pytest.mark.posix_only("symbolic links")
 def test_a_symlinked_checkpoint_is_written_through_and_the_link_kept(
     data: Path, tmp_path: Path
 ) -> None:
@@ -211,6 +216,7 @@ def running(data: Path, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         child.wait()
 
 
+@pytest.mark.posix_only("SIGINT to a child; symbolic links")
 def test_a_second_run_on_the_same_outputs_is_refused(
     running: tuple[Path, Path], data: Path, tmp_path: Path
 ) -> None:

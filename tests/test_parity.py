@@ -99,7 +99,7 @@ def test_the_samples_after_training_are_the_originals(
 def test_the_readme_command_reproduces_the_original(
     parity_dir: Path, golden: dict[str, Any], tmp_path: Path
 ) -> None:
-    # README, "Reproducing the original": no flags but --data and --log.
+    # docs/reproducing.md: no flags but --data and --log.
     log = tmp_path / "losses.jsonl"
     result = microgpt_cli("train", "--data", parity_dir / "names.txt", "--log", log)
     assert result.returncode == 0, result.stderr

@@ -116,6 +116,7 @@ def test_sdist_holds_what_building_and_testing_need(sdist: Path) -> None:
         "setup.py",
         "MANIFEST.in",
         "README.md",
+        "mkdocs.yml",
         "LICENSE",
         "NOTICE",
         "src/microgpt/engine.py",
@@ -123,10 +124,10 @@ def test_sdist_holds_what_building_and_testing_need(sdist: Path) -> None:
         "src/microgpt/py.typed",
     ]:
         assert required in names, required
-    # Every build helper, test and benchmark of the checkout ships.
-    for folder in ["build_tools", "tests", "bench"]:
-        for path in (REPO_ROOT / folder).glob("*.py"):
-            assert f"{folder}/{path.name}" in names
+    # Every build helper, test, benchmark and page of the documentation ships.
+    for pattern in ["build_tools/*.py", "tests/*.py", "bench/*.py", "docs/*.md"]:
+        for path in REPO_ROOT.glob(pattern):
+            assert path.relative_to(REPO_ROOT).as_posix() in names
     assert not any(n.endswith((".c", ".so", ".pyd")) for n in names)  # nothing generated
     assert not any(n.startswith((".ci/", ".github/", ".git/")) for n in names)
 

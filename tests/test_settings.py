@@ -19,7 +19,7 @@ from microgpt.errors import UsageError
 from microgpt.gradcheck import GradcheckConfig
 from microgpt.limits import Limits
 from microgpt.nn import GPTConfig
-from microgpt.optim import Adam
+from microgpt.optim import Adam, AdamConfig
 from microgpt.sample import SampleConfig
 from microgpt.train import TrainConfig
 
@@ -87,13 +87,33 @@ def test_the_command_line_and_python_refuse_the_same_values(
             assert f"argument {flag}: {in_python.value.problem}" in err, err
 
 
-def test_adam_checks_with_the_training_rules() -> None:
+def test_adam_takes_its_defaults_and_checks_from_the_training_settings() -> None:
     for name, value in [("lr", 0.0), ("beta1", 1.0), ("beta2", -0.1), ("eps", 0.0)]:
         with pytest.raises(settings.SettingError) as from_adam:
-            Adam([], **{name: value})
+            AdamConfig(**{name: value})
         with pytest.raises(settings.SettingError) as from_config:
             TrainConfig(**{name: value})
         assert str(from_adam.value) == str(from_config.value)
+    with pytest.raises(settings.SettingError, match="beta1 must be at least 0 and below 1"):
+        Adam([], beta1=1.0)  # the keyword form is AdamConfig's too
+    assert Adam([], lr=0.5).lr == 0.5 and Adam([], lr=0.5).beta2 == AdamConfig().beta2
+    adam, training = Adam([]), TrainConfig()
+    for field in settings.declared(AdamConfig):
+        assert getattr(adam, field.name) == getattr(training, field.name), field.name
+    # one declaration: the training setting's rule is Adam's own, not a copy
+    assert settings.rule_of(TrainConfig, "beta1") is settings.rule_of(AdamConfig, "beta1")
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
+def test_every_config_reads_back_what_it_writes(cls: Any) -> None:
+    required = {"vocab_size": 27} if cls is GPTConfig else {}
+    config = cls(**required)
+    assert isinstance(config, settings.Settings)
+    assert cls.from_dict(config.to_dict()) == config
+    with pytest.raises(UsageError, match=f"unknown {cls.what} setting"):
+        cls.from_dict({**config.to_dict(), "no_such_setting": 1})
+    with pytest.raises(UsageError, match=f"{cls.what} settings must be an object"):
+        cls.from_dict([])
 
 
 def test_heads_must_divide_the_width_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,3 +191,45 @@ def test_every_config_is_frozen_and_checked() -> None:
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
         assert settings.declared(cls), cls
     assert (REPO_ROOT / "src" / "microgpt" / "learn_cli.py").exists() is False
+
+
+def test_gradcheck_takes_the_model_flags_from_the_model_settings() -> None:
+    flags = flags_of("gradcheck")
+    for field in settings.declared(GPTConfig):
+        flag = settings.flag_of(field.name)
+        if field.name in ("vocab_size", "dropout"):  # from the data; off while checking
+            assert flag not in flags
+            continue
+        assert flags[flag].help.startswith(field.metadata["help"]), flag
+        assert flags[flag].type == field.metadata["rule"].parse
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["--steps", "10", "--warmup-steps", "10"],
+            "argument --warmup-steps: must be below --steps (10), got 10",
+        ),
+        (["--min-lr", "0.1"], "argument --min-lr: must be at most --lr (0.01), got 0.1"),
+        (
+            ["--prompt", "a", "--prompt-file", "p.txt"],
+            "argument --prompt-file: cannot be given together with --prompt",
+        ),
+        (
+            ["--lr-schedule", "step"],
+            "argument --lr-schedule: must be one of linear, cosine, constant",
+        ),
+        (["--data-mode", "words"], "argument --data-mode: must be one of lines, text"),
+        (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["--weight-decay", "-1"], "argument --weight-decay: must be at least 0, got -1"),
+    ],
+)
+def test_new_training_flags_refuse_bad_values_before_anything_starts(
+    args: list[str], words: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "c.json"
+    assert cli.main(["train", "--data", "/nowhere.txt", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not out.exists()

@@ -8,7 +8,6 @@ import signal
 import threading
 
 import pytest
-from conftest import POSIX_ONLY
 
 from microgpt import status
 from microgpt.status import StopSignals
@@ -22,7 +21,7 @@ def test_statuses_as_a_shell_shows_them() -> None:
     assert status.interrupted_status(KeyboardInterrupt()) == 130  # Python's own Ctrl-C
 
 
-@POSIX_ONLY
+@pytest.mark.posix_only("SIGHUP, signals to this process")
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_the_first_signal_asks_and_the_second_stops_at_once(name: str) -> None:
     signum = getattr(signal, name)

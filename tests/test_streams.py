@@ -155,6 +155,7 @@ def test_a_closed_stdout_is_refused_before_anything_is_done(
         assert quiet.returncode == 0, quiet.stderr
 
 
+@pytest.mark.posix_only("device nodes (mknod)")
 def test_a_full_disk_on_stdout_is_exit_1_with_the_run_saved(
     ckpt: Path, data: Path, tmp_path: Path
 ) -> None:

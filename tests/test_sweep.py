@@ -81,6 +81,7 @@ def test_every_run_is_exactly_the_train_run_with_its_settings(data: Path, tmp_pa
 STEPS = 300 if PURE_REQUESTED else 1000
 
 
+@pytest.mark.posix_only("SIGINT to a child")
 def test_an_interrupted_sweep_resumes_where_it_stopped(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     command = ["sweep", "--grid", "lr=0.01,0.02", "--data", data, *TINY, "--steps", STEPS,

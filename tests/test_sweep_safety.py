@@ -8,15 +8,12 @@ found by their command lines (Linux /proc), and any left over is killed.
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import os
-import pty
 import random
 import signal
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +145,7 @@ def test_a_sweep_of_another_grid_is_refused_and_the_same_grid_continues(
     }
 
 
+@pytest.mark.posix_only("symbolic links")
 def test_nothing_in_the_folder_is_followed_through_a_link(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     command = ["--grid", "lr=0.01,0.02", "--data", data, *TINY, "--steps", 3, "--samples", 0,
@@ -191,6 +189,7 @@ def test_nothing_in_the_folder_is_followed_through_a_link(data: Path, tmp_path: 
     refused(sweep(*command), "notes.txt", "not made by the sweep")
 
 
+@pytest.mark.posix_only("SIGTERM to a child that saves")
 @needs_proc
 def test_one_sweep_at_a_time_on_a_folder(data: Path, tmp_path: Path, cleanup: list[Path]) -> None:
     out = tmp_path / "sweep"
@@ -214,6 +213,11 @@ def test_one_sweep_at_a_time_on_a_folder(data: Path, tmp_path: Path, cleanup: li
 def in_a_terminal(*args: object) -> tuple[subprocess.Popen[bytes], int]:
     """A sweep whose controlling terminal is a new pseudo-terminal; closing
     the returned descriptor (its master side) closes the terminal."""
+    # POSIX only: imported here, so that the module collects on Windows
+    import fcntl
+    import pty
+    import termios
+
     master, child_side = pty.openpty()
 
     def take_terminal() -> None:  # in the child, after setsid
@@ -228,6 +232,7 @@ def in_a_terminal(*args: object) -> tuple[subprocess.Popen[bytes], int]:
     return process, master
 
 
+@pytest.mark.posix_only("SIGKILL, SIGHUP, pseudo-terminals")
 @needs_proc
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP", "terminal closed"])
 def test_a_killed_or_hung_up_sweep_stops_its_runs_and_they_save(
@@ -263,6 +268,7 @@ def test_a_killed_or_hung_up_sweep_stops_its_runs_and_they_save(
         assert first.returncode == 128 + signal.SIGHUP
 
 
+@pytest.mark.posix_only("fcntl locks, SIGKILL")
 def test_a_run_still_saving_from_a_killed_sweep_is_waited_for(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     command = ["--grid", "lr=0.01", "--data", data, *TINY, "--steps", 5, "--samples", 0,
@@ -449,6 +455,7 @@ def test_checkpoints_are_read_with_the_sweeps_limits(data: Path, tmp_path: Path)
 CHAOS_STEPS = 100 if PURE_REQUESTED else 1500
 
 
+@pytest.mark.posix_only("SIGKILL and SIGHUP")
 @needs_proc
 def test_a_sweep_killed_at_random_moments_ends_exactly_as_an_uninterrupted_one(
     data: Path, tmp_path: Path, cleanup: list[Path]

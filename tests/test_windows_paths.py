@@ -2,16 +2,16 @@
 
 Windows has no `fcntl`, no `os.O_NOFOLLOW`, `os.O_NONBLOCK` or `os.sysconf`,
 and no SIGPIPE, SIGHUP or SIGKILL. Each command here runs in a Python whose
-`sitecustomize` removes those names (and blocks `import fcntl` and the other
-POSIX-only modules) before anything imports microgpt; the processes a sweep
-starts inherit it. So the code paths microgpt takes on Windows run on any
-CI machine: train with a checkpoint and a log, resume, sample, plot, a
-sweep with two workers, one writer per output, and the stop signals.
+`sitecustomize` (conftest's `simulated_windows`) removes those names (and
+blocks `import fcntl` and the other POSIX-only modules) before anything
+imports microgpt; the processes a sweep starts inherit it. So the code
+paths microgpt takes on Windows run on any CI machine: train with a
+checkpoint and a log, resume, sample, plot, a sweep with two workers, one
+writer per output, and the stop signals.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,48 +25,11 @@ from microgpt import checkpoint
 LONG_STEPS = 100 if PURE_REQUESTED else 1000
 QUIET = [*TINY, "--samples", "0"]
 
-# Run at start-up by every Python of the simulated platform.
-SITECUSTOMIZE = """
-import importlib.abc
-import os
-import signal
-import sys
-
-BLOCKED = {"fcntl", "termios", "resource", "grp", "pwd", "pty", "tty", "syslog"}
-REMOVED = {
-    os: ["O_NOFOLLOW", "O_NONBLOCK", "sysconf", "sysconf_names", "pathconf", "fpathconf",
-         "pathconf_names", "fchmod", "fchown", "getuid", "geteuid", "killpg", "setsid",
-         "getpgid", "setpgrp", "fork", "forkpty", "mkfifo", "mknod", "getloadavg"],
-    signal: ["SIGPIPE", "SIGHUP", "SIGKILL", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
-             "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "alarm", "setitimer", "getitimer",
-             "pause", "pthread_kill", "pthread_sigmask", "siginterrupt", "sigwait"],
-}
-
-
-class Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (simulated Windows)", name=name)
-        return None
-
-
-sys.meta_path.insert(0, Blocked())
-for name in BLOCKED:
-    sys.modules.pop(name, None)
-for module, names in REMOVED.items():
-    for name in names:
-        if hasattr(module, name):
-            delattr(module, name)
-"""
-
 
 @pytest.fixture(scope="module")
-def windows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The environment of the simulated platform."""
-    folder = tmp_path_factory.mktemp("simulated-windows")
-    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path}
+def windows(simulated_windows: dict[str, str]) -> dict[str, str]:
+    """The environment of the simulated platform (conftest's SIMULATED_WINDOWS)."""
+    return simulated_windows
 
 
 def run(

@@ -27,7 +27,7 @@ from microgpt.files import check_output, read_capped, show, write_json_atomic
 from microgpt.limits import Limits, check_fits
 from microgpt.nn import GPT, GPTConfig, weight_shapes
 from microgpt.settings import shorten
-from microgpt.train import Run, TrainConfig
+from microgpt.train import Run, TrainConfig, in_training_order
 
 FORMAT = "microgpt-checkpoint"
 VERSION = 1
@@ -140,10 +140,10 @@ class Checkpoint:
 
     def run(self, docs: list[str]) -> Run:
         """The run, continuing where it stopped. `docs` are the training
-        documents in file order (they are shuffled as the run shuffled them)."""
-        order = random.Random(self.train_config.seed)
-        docs = list(docs)
-        order.shuffle(docs)
+        documents in file order (they are shuffled as the run shuffled them),
+        or in text mode [the text]; the training settings (data mode
+        included) are the checkpoint's."""
+        docs = in_training_order(docs, self.train_config, random.Random(self.train_config.seed))
         model = self.model()
         optimizer = Run.make_optimizer(model, self.train_config)
         optimizer.m = array("d", self.adam_m)

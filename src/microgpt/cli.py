@@ -9,25 +9,24 @@ the library (`driver.Trainer`, `sample.samples`, ...).
 from __future__ import annotations
 
 import argparse
-import random
+import dataclasses
 import shlex
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any, NoReturn
 
 import microgpt
-from microgpt import checkpoint, driver, lessons, plot, sweep
+from microgpt import checkpoint, driver, evaluate, gradcheck, lessons, parsing, plot, sample, sweep
 from microgpt import settings as st
 from microgpt.console import Console, StreamFailed
-from microgpt.data import DEFAULT_DATA, Tokenizer, describe_source, load_documents, recorded_source
+from microgpt.data import DEFAULT_DATA, Tokenizer, describe_source, load_data, recorded_source
 from microgpt.driver import DriverConfig, Trainer, TrainingFailed
 from microgpt.errors import UsageError, one_line, worded
 from microgpt.files import show
-from microgpt.gradcheck import GradcheckConfig, gradcheck_gpt
 from microgpt.limits import Limits, check_fits
 from microgpt.nn import GPTConfig
 from microgpt.runlog import LossLog
-from microgpt.sample import SampleConfig, SamplingFailed, check_prompt, samples
+from microgpt.sample import SampleConfig, SamplingFailed, prepare_prompt, printed
 from microgpt.status import EXIT_FAILED, EXIT_USAGE, StopSignals, interrupted_status, stream_status
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
@@ -37,7 +36,7 @@ TRAIN_GROUPS = [
     ("training", TrainConfig),
     ("sampling after training", SampleConfig),
 ]
-SAMPLE_LIMITS = ("max_checkpoint_size", "max_memory")
+SAMPLE_LIMITS = ("max_checkpoint_size", "max_memory", "max_data_size")  # data: --prompt-file
 RESUMABLE = (GPTConfig, TrainConfig)  # not given on --resume: as in the checkpoint
 
 
@@ -45,7 +44,7 @@ def version_text() -> str:
     return f"microgpt {microgpt.__version__} (engine: {microgpt.backend.describe_engine()})"
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(parsing.CommandParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
@@ -61,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_train(sub)
-    _add_sample(sub)
+    sample.add_parser(sub)
     _add_tools(sub)
+    evaluate.add_parser(sub)
     plot.add_parser(sub)
     sweep.add_parser(sub)  # after train: it takes train's flags
     return parser
@@ -83,47 +83,22 @@ def _add_train(sub: Any) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def _add_sample(sub: Any) -> None:
-    s = sub.add_parser("sample", help="print names sampled from a checkpoint")
-    s.add_argument("checkpoint", metavar="CKPT")
-    st.add_flags(s, SampleConfig)
-    s.add_argument(
-        "--seed",
-        type=st.rule_of(TrainConfig, "seed").parse,
-        metavar="N",
-        help="seed (default: continue the checkpoint's random stream)",
-    )
-    st.add_flags(s.add_argument_group("limits"), Limits, only=SAMPLE_LIMITS)
-    s.set_defaults(func=cmd_sample)
-
-
 def _add_tools(sub: Any) -> None:
-    g = sub.add_parser(
-        "gradcheck",
-        help="check the GPT's gradients against finite differences",
-        description="Compare backward() with finite differences on sampled weights of a small "
-        "GPT's loss on a few names. Prints a table and PASS or FAIL (exit status 0 or 1).",
-    )
-    st.add_flags(g, GradcheckConfig)
-    g.set_defaults(func=cmd_gradcheck)
-
+    gradcheck.add_parser(sub)
     lesson = sub.add_parser(
         "lesson",
         help="run a lesson (without a name: list them)",
-        description="Run a lesson; arguments after its name go to the lesson "
+        description="Run a lesson; arguments after its name go to the lesson\n"
         "(see: microgpt lesson NAME --help).",
+        epilog=lessons.listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lesson.add_argument("name", nargs="?", help="the lesson (leave out to list them)")
     lesson.add_argument("args", nargs=argparse.REMAINDER, help="the lesson's own arguments")
     lesson.set_defaults(func=cmd_lesson)
 
 
-def settings_of(args: argparse.Namespace, cls: Any, renames: Any = None, **fixed: Any) -> Any:
-    """`cls` built from the flags the user gave; a bad value names its flag."""
-    try:
-        return cls(**fixed, **st.given(args, cls))
-    except st.SettingError as exc:
-        raise st.in_flag_terms(exc, renames) from None
+settings_of = st.from_flags  # `cls` from the flags given; a bad value names its flag
 
 
 # --- train ---------------------------------------------------------------------------
@@ -139,15 +114,23 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     out = args.out if args.out is not None else args.resume
     ckpt = checkpoint.load(args.resume, limits) if args.resume is not None else None
     if ckpt is None:
-        check_fits(
-            settings_of(args, GPTConfig, vocab_size=1), limits, "the model settings"
-        )  # before any reading
+        # before any reading: the settings, and a lower bound of the memory
+        model, training = settings_of(args, GPTConfig, vocab_size=1), settings_of(args, TrainConfig)
+        check_fits(model, limits, "the model settings", batch=training.batch_size)
+    else:
+        ckpt = _resumable(args, ckpt)
     source = args.data if args.data is not None else ckpt.data["source"] if ckpt else DEFAULT_DATA
     with ExitStack() as stack:
         driver.claim_outputs(stack, out, args.log, data=source, resume=args.resume)
         run, docs = _resumed(args, ckpt, source, limits) if ckpt else _started(args, source, limits)
+        if run.done:  # resumed without more steps
+            return _finished(console, run, str(args.resume), sampling, limits)
+        text_mode, block_size = run.train_config.text_mode, run.model.config.block_size
+        prompt = ""
         if sampling.num:
-            check_prompt(sampling.prompt, run.tokenizer, run.model.config.block_size)
+            prompt = prepare_prompt(
+                sampling, run.tokenizer, block_size, text_mode, limits.max_data_size
+            )
         fingerprint = documents_fingerprint(docs)
         log = None
         if args.log is not None:
@@ -164,35 +147,62 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     if outcome.status != "done":
         command = _resume_command(args, out, [reporting, sampling, limits]) if out else ""
         return _stopped(console, outcome, run.train_config.steps, command)
-    for name in samples(
-        run.model, run.tokenizer, run.rng, sampling.num, sampling.temperature, sampling.prompt
-    ):
-        console.result(name)
+    for text in printed(run.model, run.tokenizer, run.rng, sampling, prompt, text_mode):
+        console.result(text)
     return 0
 
 
 def _started(args: argparse.Namespace, source: str, limits: Limits) -> tuple[Run, list[str]]:
     train_config = settings_of(args, TrainConfig)
-    docs = load_documents(source, limits)
+    docs = load_data(source, limits, train_config.data_mode)
     config = settings_of(args, GPTConfig, vocab_size=Tokenizer.from_documents(docs).vocab_size)
-    check_fits(config, limits, "the model settings", max(map(len, docs)) + 1)
+    positions = None if train_config.text_mode else max(map(len, docs)) + 1  # text: full windows
+    check_fits(config, limits, "the model settings", positions, train_config.batch_size)
     return Run.start(docs, train_config, **st.given(args, GPTConfig)), docs
+
+
+def _resumable(args: argparse.Namespace, ckpt: checkpoint.Checkpoint) -> checkpoint.Checkpoint:
+    """The checkpoint's run as it continues: its settings, but a larger --steps."""
+    given = {**st.given(args, GPTConfig), **st.given(args, TrainConfig)}
+    steps = given.pop("steps", None)
+    for name, value in given.items():
+        saved = ckpt.setting(name)
+        if saved != value:
+            flag = st.flag_of(name)
+            raise UsageError(
+                f"--resume {show(ckpt.path)}: {flag} {value} contradicts the checkpoint "
+                f"({flag} {saved}); leave it out to continue the run as it was"
+            )
+    if steps is None:
+        return ckpt
+    try:
+        extended = ckpt.train_config.extended(steps, ckpt.step)
+    except st.SettingError as exc:
+        raise st.in_flag_terms(exc) from None
+    return dataclasses.replace(ckpt, train_config=extended)
+
+
+def _finished(console: Console, run: Run, path: str, sampling: SampleConfig, limits: Limits) -> int:
+    """A finished run resumed without more steps: say so, change nothing
+    (its samples are those its training printed: the same random stream)."""
+    total, text_mode = run.train_config.steps, run.train_config.text_mode
+    console.message(
+        f"--resume {show(path)}: the run is finished (all {total} steps done); nothing trained "
+        f"or saved (--steps N with N above {total} trains it further)"
+    )
+    block_size = run.model.config.block_size
+    prompt = prepare_prompt(sampling, run.tokenizer, block_size, text_mode, limits.max_data_size)
+    for text in printed(run.model, run.tokenizer, run.rng, sampling, prompt, text_mode):
+        console.result(text)
+    return 0
 
 
 def _resumed(
     args: argparse.Namespace, ckpt: checkpoint.Checkpoint, source: str, limits: Limits
 ) -> tuple[Run, list[str]]:
     where = f"--resume {show(ckpt.path)}"
-    for name, value in {**st.given(args, GPTConfig), **st.given(args, TrainConfig)}.items():
-        saved = ckpt.setting(name)
-        if saved != value:
-            flag = st.flag_of(name)
-            raise UsageError(
-                f"{where}: {flag} {value} contradicts the checkpoint ({flag} {saved}); "
-                f"leave it out to continue the run as it was"
-            )
     try:
-        docs = load_documents(source, limits)
+        docs = load_data(source, limits, ckpt.train_config.data_mode)
     except UsageError as exc:
         if args.data is not None:
             raise
@@ -230,28 +240,7 @@ def _stopped(console: Console, outcome: driver.TrainingOutcome, total: int, comm
     return outcome.exit_status
 
 
-# --- sample, gradcheck, lesson ------------------------------------------------------------
-
-
-def cmd_sample(args: argparse.Namespace, console: Console) -> int:
-    limits, sampling = settings_of(args, Limits), settings_of(args, SampleConfig)
-    if sampling.num and console.out is None:
-        raise UsageError("stdout is closed, so the samples would be lost")
-    ckpt = checkpoint.load(args.checkpoint, limits)
-    check_prompt(sampling.prompt, ckpt.tokenizer, ckpt.model_config.block_size)
-    rng = random.Random(args.seed) if args.seed is not None else ckpt.rng()
-    model = ckpt.model()
-    for name in samples(
-        model, ckpt.tokenizer, rng, sampling.num, sampling.temperature, sampling.prompt
-    ):
-        console.result(name)
-    return 0
-
-
-def cmd_gradcheck(args: argparse.Namespace, console: Console) -> int:
-    config = settings_of(args, GradcheckConfig)
-    result = gradcheck_gpt(config, console.result)
-    return 0 if result.passed else 1
+# --- lesson ------------------------------------------------------------
 
 
 def cmd_lesson(args: argparse.Namespace, console: Console) -> int:

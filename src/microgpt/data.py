@@ -3,7 +3,9 @@
 A dataset is a text file with one document per line (UTF-8; surrounding
 white space stripped; blank lines skipped), read exactly as the original
 microgpt reads its names file. It can be the bundled default, a local path,
-or an http(s) URL that is downloaded once into a cache folder.
+or an http(s) URL that is downloaded once into a cache folder. In text mode
+the file is one stream of characters instead (newlines are characters),
+read in windows of the model's context.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import random
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 # The bundled dataset (README, "The default dataset"); written like a URL so
 # that no file name can be mistaken for it.
 DEFAULT_DATA = "bundled:names"
+DATA_MODES = ("lines", "text")  # a document per line (the original's), or one stream
 BOM = "\ufeff"
 READ_TIMEOUT = 30.0  # seconds one read of a download may wait (the whole has its own deadline)
 
@@ -73,6 +78,19 @@ def recorded_source(source: str) -> str:
     return without_credentials(source) if is_url(source) else os.path.abspath(source)
 
 
+def load_data(source: str, limits: Limits, mode: str) -> list[str]:
+    """The documents of `source` (lines mode), or [its text] (text mode)."""
+    if mode != "text":
+        return load_documents(source, limits)
+    if source == DEFAULT_DATA:
+        raw = resources.files("microgpt").joinpath("data/names.txt").read_bytes()
+        return [parse_text(raw, "the bundled names dataset")]
+    if is_url(source):
+        return [parse_text(fetch_bytes(source, limits), describe_source(source))]
+    raw = read_capped(source, limits.max_data_size, "data file", "--max-data-size")
+    return [parse_text(raw, show(source))]
+
+
 def load_documents(source: str = DEFAULT_DATA, limits: Limits | None = None) -> list[str]:
     """The documents of the bundled dataset, a file, or a URL, in file order.
 
@@ -91,6 +109,25 @@ def load_documents(source: str = DEFAULT_DATA, limits: Limits | None = None) -> 
 def parse_documents(raw: bytes, name: str) -> list[str]:
     """One document per line, stripped, blank lines skipped; a byte-order mark
     at the start is not part of the first document."""
+    text = decode_text(raw, name)
+    docs = [line.strip() for line in text.strip().split("\n") if line.strip()]
+    if not docs:
+        raise UsageError(f"{name}: no documents (the file is empty or only blank lines)")
+    return docs
+
+
+def parse_text(raw: bytes, name: str) -> str:
+    """The whole file as one text (text mode): nothing stripped but a
+    byte-order mark, line ends made "\n"."""
+    text = decode_text(raw, name)
+    if not text.strip():
+        raise UsageError(f"{name}: no text (the file is empty or only white space)")
+    return text
+
+
+def decode_text(raw: bytes, name: str) -> str:
+    """UTF-8 text with "\n" line ends, without a byte-order mark; a byte that
+    is not UTF-8 is a one-line error naming its line and byte."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -102,11 +139,21 @@ def parse_documents(raw: bytes, name: str) -> list[str]:
     text = text.removeprefix(BOM)
     # The original reads its file in text mode, which turns "\r\n" and a lone
     # "\r" into "\n" before splitting; do the same so the documents match.
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    docs = [line.strip() for line in text.strip().split("\n") if line.strip()]
-    if not docs:
-        raise UsageError(f"{name}: no documents (the file is empty or only blank lines)")
-    return docs
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def random_window(text: str, block_size: int, rng: random.Random) -> str:
+    """block_size + 1 consecutive characters of `text` at an offset drawn
+    from `rng` (one draw): block_size predictions."""
+    start = rng.randrange(len(text) - block_size)
+    return text[start : start + block_size + 1]
+
+
+def text_windows(text: str, block_size: int) -> Iterator[str]:
+    """`text` in consecutive windows of (at most) block_size + 1 characters
+    overlapping by one: every character after the first is predicted once."""
+    for start in range(0, len(text) - 1, block_size):
+        yield text[start : start + block_size + 1]
 
 
 # --- downloads ---------------------------------------------------------------------

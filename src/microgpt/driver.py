@@ -36,7 +36,7 @@ from microgpt.errors import Name, Part, Text, UsageError, WordedError
 from microgpt.files import OutputLock, refuse_same_file, show
 from microgpt.monitor import gradient_report
 from microgpt.runlog import LOG, LOG_FORMAT, MEAN_WINDOW, LossLog
-from microgpt.settings import Rule, check_settings, setting
+from microgpt.settings import Rule, Settings, setting
 from microgpt.status import EXIT_INTERRUPTED, EXIT_OK, StopSignals, signal_status, stream_status
 from microgpt.train import NonFiniteLoss, Run, truncation_note
 
@@ -45,7 +45,7 @@ StepHook = Callable[[Run, float, float], None]  # (run, loss, lr) after each ste
 
 
 @dataclass(frozen=True)
-class DriverConfig:
+class DriverConfig(Settings):
     """When the driver saves and reports."""
 
     save_every: int | None = setting(
@@ -60,9 +60,6 @@ class DriverConfig:
     monitor_every: int | None = setting(
         None, "print the gradient report every N steps", Rule("int", low=1, optional=True)
     )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -187,7 +184,7 @@ class Validation:
         self.last = run.val_loss()
         if self.log is not None:
             self.log.record({"step": run.step, "val_loss": self.last})
-        self.say(f"step {run.step} | val loss {self.last:.4f} ({len(run.val_docs)} documents)")
+        self.say(f"step {run.step} | val loss {self.last:.4f} ({run.held_out()})")
         return self.last
 
 
@@ -207,15 +204,16 @@ def log_header(run: Run, data_source: str, fingerprint: str) -> dict[str, Any]:
 
 def describe_run(run: Run, source: str, docs: list[str]) -> list[Text]:
     """What a run is about to do, in a line (and a note if documents will be cut)."""
-    total = run.train_config.steps
+    total, text_mode = run.train_config.steps, run.train_config.text_mode
+    size = f"text of {len(docs[0]):,} characters" if text_mode else f"{len(docs)} documents"
     lines = [
         Text(
-            f"data: {source} ({len(docs)} documents, vocabulary {run.tokenizer.vocab_size}); "
+            f"data: {source} ({size}, vocabulary {run.tokenizer.vocab_size}); "
             f"parameters: {len(run.model.params)}; "
             + (f"steps {run.step + 1}..{total}" if not run.done else f"all {total} steps done")
         )
     ]
-    note = truncation_note(docs, run.model.config.block_size)
+    note = truncation_note(docs, run.model.config.block_size, text_mode)
     return lines + [note] if note else lines
 
 

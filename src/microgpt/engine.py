@@ -20,6 +20,7 @@ after the divider further down.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import operator
 from collections.abc import Sequence
@@ -59,6 +60,23 @@ class Value:
         code = _op_code(op, child1 is not None)
         _clear_children(self)  # (if __init__ is called again)
         _set_fields(self, _number(data, "data"), code, child1, local1, child2, local2)
+
+    if cython.compiled:
+        # Compiled, __init__ is a C slot whose parameters help() and
+        # inspect.signature() cannot see; this names them. (Interpreted, they
+        # read __init__ itself; tests/test_docs.py checks that the two agree.)
+        __signature__ = inspect.Signature(
+            [
+                inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, **default)
+                for name, default in (
+                    ("data", {"annotation": "float"}),
+                    ("children", {"default": (), "annotation": "Sequence[Value]"}),
+                    ("local_grads", {"default": (), "annotation": "Sequence[float]"}),
+                    ("op", {"default": "", "annotation": "str"}),
+                )
+            ],
+            return_annotation="None",
+        )
 
     # --- the ops: forward value, and d(out)/d(input) for each input ---------
 
@@ -132,6 +150,8 @@ class Value:
         return self * other
 
     def __truediv__(self, other: Value | float) -> Value:
+        if isinstance(other, Value):  # self * other**-1 as one node (see _quotient)
+            return _quotient(self, other)
         return self * other**-1
 
     def __rtruediv__(self, other: Value | float) -> Value:
@@ -191,6 +211,8 @@ class Value:
         w0, x0, w1, x1, ...)."""
         if self._left is not None:
             return tuple(_operand(self, k) for k in range(_operand_count(self)))
+        if self._right is not None:
+            return _head_children(self)
         if self._child1 is None:
             return ()
         if self._child2 is None:
@@ -202,10 +224,14 @@ class Value:
         """d(self)/d(child) for each child, in order, as of the forward pass."""
         if self._left is not None:
             return tuple(_operand_grad(self, k) for k in range(_operand_count(self)))
+        if self._right is not None:
+            return _head_local_grads(self)
         if self._child1 is None:
             return ()
         if self._child2 is None:
             return (self._local1,)
+        if self._op == DIV:  # d(a * b**-1)/db = a * (-1 * b**-2)
+            return (self._local1, self._local2 * self._local3)
         return (self._local1, self._local2)
 
     @property
@@ -237,6 +263,7 @@ class Value:
         _data: cython.double
         _right: _Inputs | None  # a dot node's x_i (None for a sum)
         _left_values: cython.p_double  # a dot's w_i at forward time: d(self)/d(x_i)
+        _local3: cython.double  # a quotient's d(other**-1)/d(other) (see _quotient)
     else:
         __slots__ = (
             "_grad",
@@ -252,6 +279,7 @@ class Value:
             "_data",
             "_right",
             "_left_values",
+            "_local3",
         )
 
     def __reduce__(self) -> str:
@@ -305,6 +333,7 @@ class Value:
 
 
 if cython.compiled:  # C-level memory and list access for dot and sum nodes
+    from cython.cimports.cpython.list import PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
     from cython.cimports.cpython.mem import (
         PyMem_Free,
         PyMem_Malloc,
@@ -316,30 +345,43 @@ if cython.compiled:  # C-level memory and list access for dot and sum nodes
     )
     from cython.cimports.cpython.ref import Py_XDECREF, Py_XINCREF
     from cython.cimports.cpython.tuple import PyTuple_GET_ITEM
+    from cython.cimports.libc.math import exp as _libm_exp
 
     _VALUE_TYPE = cython.declare(
         cython.pointer[PyTypeObject], cython.cast(cython.pointer[PyTypeObject], Value)
     )
 
 # Which op made a node, for display (see `microgpt.graph`): a node keeps a
-# one-byte code, an index into OP_NAMES; hand-written ops add their names.
-# Code 0 is a leaf's and only a leaf's (a node made by hand without an op
-# name gets UNNAMED), so that whether a node is a leaf is one comparison.
-OP_NAMES: list[str] = ["", "+", "*", "**", "log", "exp", "relu", "tanh", "sigmoid", "gelu"]
-OP_NAMES += ["dot", "sum", ""]
-LEAF = cython.declare(cython.uchar, 0)
-ADD = cython.declare(cython.uchar, 1)
-MUL = cython.declare(cython.uchar, 2)
-POW = cython.declare(cython.uchar, 3)
-LOG = cython.declare(cython.uchar, 4)
-EXP = cython.declare(cython.uchar, 5)
-RELU = cython.declare(cython.uchar, 6)
-TANH = cython.declare(cython.uchar, 7)
-SIGMOID = cython.declare(cython.uchar, 8)
-GELU = cython.declare(cython.uchar, 9)
-DOT = cython.declare(cython.uchar, 10)
-SUM = cython.declare(cython.uchar, 11)
-UNNAMED = cython.declare(cython.uchar, 12)
+# one-byte code, an index into OP_NAMES. The declarations below are the one
+# table: each op's code is the place of its name in OP_NAMES, which they
+# fill in this order; hand-written ops add their names after them. Code 0 is
+# a leaf's and only a leaf's (a node made by hand without an op name gets
+# UNNAMED), so that whether a node is a leaf is one comparison.
+OP_NAMES: list[str] = []
+
+
+def _new_op(name: str) -> int:
+    OP_NAMES.append(name)
+    return len(OP_NAMES) - 1
+
+
+LEAF = cython.declare(cython.uchar, _new_op(""))
+ADD = cython.declare(cython.uchar, _new_op("+"))
+MUL = cython.declare(cython.uchar, _new_op("*"))
+POW = cython.declare(cython.uchar, _new_op("**"))
+LOG = cython.declare(cython.uchar, _new_op("log"))
+EXP = cython.declare(cython.uchar, _new_op("exp"))
+RELU = cython.declare(cython.uchar, _new_op("relu"))
+TANH = cython.declare(cython.uchar, _new_op("tanh"))
+SIGMOID = cython.declare(cython.uchar, _new_op("sigmoid"))
+GELU = cython.declare(cython.uchar, _new_op("gelu"))
+DOT = cython.declare(cython.uchar, _new_op("dot"))
+SUM = cython.declare(cython.uchar, _new_op("sum"))
+DIV = cython.declare(cython.uchar, _new_op("/"))
+SCALED_DOT = cython.declare(cython.uchar, _new_op("dot/"))
+SHIFTED_EXP = cython.declare(cython.uchar, _new_op("exp(x-c)"))
+ATTEND = cython.declare(cython.uchar, _new_op("attend"))
+UNNAMED = cython.declare(cython.uchar, _new_op(""))
 
 # True in the compiled extension, False when this file runs interpreted.
 COMPILED: bool = cython.compiled
@@ -399,6 +441,7 @@ def _set_fields(
         node._child1 = child1
         node._child2 = child2
         node._left = None
+        node._right = None
     node._op = op
     node._visited = 0
     node._cursor = 0
@@ -438,7 +481,14 @@ def _constant(data: cython.double) -> Value:
 
 @cython.cfunc
 def _power_node(x: Value, k_obj: float) -> Value:
-    base: cython.double = x._data
+    node: Value = _unary(POW, 0.0, x, 0.0)
+    _power_and_slope(node, x._data, k_obj)  # (into _data and _local1)
+    return node
+
+
+@cython.cfunc
+def _power_and_slope(node: Value, base: cython.double, k_obj: float) -> cython.void:
+    """Sets node._data to base**k and node._local1 to k * base**(k-1)."""
     k: cython.double = k_obj
     if base > 0.0 and -_EXACT_INT < k < _EXACT_INT:
         # The common case, straight through (libm's pow, as Python uses);
@@ -446,9 +496,27 @@ def _power_node(x: Value, k_obj: float) -> Value:
         out: cython.double = base**k
         d: cython.double = k * base ** (k - 1.0)
         if out < _INF and -_INF < d < _INF:
-            return _unary(POW, out, x, d)
+            node._data = out
+            node._local1 = d
+            return
     # Everything else (0, negatives, overflow) with Python's semantics and errors.
-    return _unary(POW, _power(base, k_obj), x, k_obj * _power(base, k_obj - 1))
+    node._data = _power(base, k_obj)
+    node._local1 = k_obj * _power(base, k_obj - 1)
+
+
+@cython.cfunc
+def _quotient(a: Value, b: Value) -> Value:
+    """`a / b`, which is `a * b**-1`, as one node of children a and b: it
+    passes g to them as that product and its `b**-1` node would, one right
+    after the other (a.grad += b**-1 * g; then b.grad += (-1 * b**-2) * (a * g)),
+    and the `b**-1` node, made here, has no other parent and is always just
+    before the product in the topological order."""
+    node: Value = _binary(DIV, 0.0, a, 0.0, b, a._data)
+    _power_and_slope(node, b._data, -1)  # b**-1 and its slope, for now
+    node._local3 = node._local1
+    node._local1 = node._data  # d(a * r)/da = r
+    node._data = a._data * node._data
+    return node
 
 
 def _power(base: float, exponent: float) -> float:
@@ -516,7 +584,126 @@ def vsum(values: Sequence[Value]) -> Value:
         raise
 
 
-@cython.final
+# --- the model's vector ops: each node stands for a chain that has one parent ----------
+
+
+def scaled_dots(q: Sequence[Value], ks: Sequence[Sequence[Value]], divisor: float) -> list[Value]:
+    """`[dot(q, k) / divisor for k in ks]`, one node per k.
+
+    `dot(q, k) / divisor` is the dot node times the number c = divisor**-1,
+    a node whose only child is the dot and which comes right after the dot's
+    last term in the topological order. So this is the dot node with c kept:
+    its value is the running sum times c, and before its terms pass on the
+    gradient g it becomes c * g, the gradient the dot node would have got.
+    """
+    c: cython.double = operator.pow(divisor, -1)  # as Python computes divisor**-1
+    ws: tuple[Value, ...] = tuple(q)
+    out: list[Value] = []
+    node: Value
+    for k in ks:
+        inputs: _Inputs = _inputs(k, 1, "scaled_dots")
+        try:
+            node = _dot_row(_row(ws, inputs, "scaled_dots"), inputs, 0)
+        except (AttributeError, TypeError):
+            _check_values(ws, "scaled_dots")
+            raise
+        if node._op == DOT:  # (under no_grad() it is a leaf)
+            node._op = SCALED_DOT
+            node._local1 = c
+        node._data = node._data * c
+        out.append(node)
+    return out
+
+
+def exps_shifted(values: Sequence[Value], shift: float) -> list[Value]:
+    """`[(v - shift).exp() for v in values]`, one node per value.
+
+    `v - shift` is `v + (-shift)`, a node whose only parent is the exp and
+    which comes right before it in the topological order; its gradient is
+    0.0 + e * g, which it passes on times 1.0: the same float as e * g
+    (when that is -0.0, the same once added to a gradient, which starts at
+    0.0). So this is an exp node whose child is v.
+    """
+    c: cython.double = -shift
+    out: list[Value] = []
+    e: cython.double
+    for item in values:
+        if not isinstance(item, Value):
+            _check_value(item, "exps_shifted() arguments")
+        v: Value = item
+        e = math.exp(v._data + c)
+        out.append(_unary(SHIFTED_EXP, e, v, e))
+    return out
+
+
+def weighted_sum(weights: Sequence[Value], vectors: Sequence[Sequence[Value]]) -> list[Value]:
+    """`[dot(weights, [v[j] for v in vectors]) for j in range(len(vectors[0]))]`:
+    the sum of the vectors, each times its weight, node for node (the dot
+    nodes share one tuple of the weights)."""
+    ws: tuple[Value, ...] = tuple(weights)
+    rows: list[tuple[Value, ...]] = [tuple(v) for v in vectors]
+    if len(rows) != len(ws):
+        raise ValueError(
+            f"weighted_sum() of {len(ws)} weights and {len(rows)} vectors: one weight per vector"
+        )
+    width: cython.Py_ssize_t = len(rows[0]) if rows else 0
+    if any(len(row) != width for row in rows):
+        raise ValueError("weighted_sum() of vectors of different lengths")
+    out: list[Value] = []
+    j: cython.Py_ssize_t
+    for j in range(width):
+        inputs: _Inputs = _inputs([row[j] for row in rows], 1, "weighted_sum")
+        try:
+            out.append(_dot_row(_row(ws, inputs, "weighted_sum"), inputs, 0))
+        except (AttributeError, TypeError):
+            _check_values(ws, "weighted_sum")
+            raise
+    return out
+
+
+def attend(
+    q: Sequence[Value], keys: Sequence[Sequence[Value]], values: Sequence[Sequence[Value]]
+) -> list[Value]:
+    """One attention head for one query, one node per output:
+
+        scores = scaled_dots(q, keys, len(q) ** 0.5)  # [dot(q, k) / len(q)**0.5 ...]
+        max_val = max(s.data for s in scores)
+        exps = exps_shifted(scores, max_val)          # [(s - max_val).exp() ...]
+        total = vsum(exps)
+        weights = [e / total for e in exps]
+        return weighted_sum(weights, values)
+
+    with the same floats forward and backward. The scores, exps, total and
+    weights are C doubles here, not nodes. Each output o_j is a node; the
+    first one the traversal reaches walks its inputs in the order that the
+    chain above would (q and each key through the scores, then each value
+    through o_j's terms) and is scheduled once per step of that chain's
+    backward pass, where the chain's node would have been: the steps that
+    come between two inputs' subtrees run together, last first (see
+    `_head_step`). The other outputs are scheduled term by term, as dots.
+    So every gradient, inside and out, is added up in the chain's order.
+    """
+    core: _Head = _head(q, keys, values)
+    n_out: cython.Py_ssize_t = core.width_v
+    t_len: cython.Py_ssize_t = core.t_len
+    out: list[Value] = []
+    j: cython.Py_ssize_t
+    t: cython.Py_ssize_t
+    o: cython.double
+    for j in range(n_out):
+        o = 0.0
+        for t in range(t_len):  # the running sum of dot(weights, column j) from 0
+            o += core.p[t] * core.v_val[t * n_out + j]
+        if not _recording:
+            out.append(_constant(o))
+            continue
+        node: Value = _set_fields(Value.__new__(Value), o, ATTEND, None, 0.0, None, 0.0)
+        node._right = core
+        node._local1 = j  # which output (a whole number, exact as a double)
+        out.append(node)
+    return out
+
+
 @cython.no_gc
 @cython.cclass
 class _Inputs:
@@ -536,6 +723,170 @@ class _Inputs:
 
     def __dealloc__(self) -> None:  # compiled only
         _free_doubles(self.values)  # (row_values are in the same block)
+
+
+@cython.final
+@cython.no_gc
+@cython.cclass
+class _Head(_Inputs):
+    """What the outputs of one `attend` share: its inputs (q in `items`),
+    their values and the chain's values at forward time, and the gradients
+    of the chain's nodes during a backward pass. Compiled, the doubles are
+    one block (`values`, freed with it); interpreted, lists."""
+
+    if cython.compiled:
+        q_items: list[Value]  # (lists, not tuples: CPython 3.11 never reuses a
+        k_items: list[Value]  # freed tuple of 20 items, so a step that freed many
+        v_items: list[Value]  # would keep up to 2,000 of them for good)
+        t_len: cython.Py_ssize_t  # positions
+        width: cython.Py_ssize_t  # of q and each key
+        width_v: cython.Py_ssize_t  # of each value
+        c: cython.double  # the scores' factor, len(q)**0.5 ** -1
+        r: cython.double  # total**-1
+        d: cython.double  # its slope, -1 * total**-2
+        g_total: cython.double  # the gradient of the total
+        entry: cython.Py_ssize_t  # the output the traversal reached first
+        k_val: cython.p_double  # key t's [i] at t * width + i
+        v_val: cython.p_double  # value t's [j] at t * width_v + j
+        e: cython.p_double  # the exps
+        p: cython.p_double  # the weights
+        g_s: cython.p_double  # the gradients of the scores' dot nodes
+        g_e: cython.p_double  # of the exps
+        g_p: cython.p_double  # of the weights
+    else:
+        __slots__ = (
+            "q_items", "k_items", "v_items", "t_len", "width", "width_v",
+            "c", "r", "d", "g_total", "entry", "k_val", "v_val", "e", "p", "g_s", "g_e", "g_p",
+        )  # fmt: skip
+
+
+@cython.cfunc
+def _head(
+    q: Sequence[Value], keys: Sequence[Sequence[Value]], vals: Sequence[Sequence[Value]]
+) -> _Head:
+    """The shared part of `attend`'s outputs, its forward pass done."""
+    core: _Head = _Head.__new__(_Head)
+    core.items = ()
+    core.q_items = list(q)
+    key_rows: list[tuple[Value, ...]] = [tuple(k) for k in keys]
+    value_rows: list[tuple[Value, ...]] = [tuple(v) for v in vals]
+    t_len: cython.Py_ssize_t = len(key_rows)
+    width: cython.Py_ssize_t = len(core.q_items)
+    if t_len == 0 or t_len != len(value_rows) or width == 0:
+        raise ValueError(
+            f"attend() of {width} query values, {t_len} keys and {len(value_rows)} values: "
+            "one value per key, and at least one of each"
+        )
+    width_v: cython.Py_ssize_t = len(value_rows[0])
+    if any(len(k) != width for k in key_rows) or any(len(v) != width_v for v in value_rows):
+        raise ValueError("attend() of keys or values of different lengths")
+    core.k_items = _flattened(key_rows, t_len * width)
+    core.v_items = _flattened(value_rows, t_len * width_v)
+    core.t_len, core.width, core.width_v = t_len, width, width_v
+    core.visited = 0
+    core.entry = -1
+    core.g_total = 0.0
+    _head_blocks(core)
+    if not (
+        _read_values(core.q_items, core.values)
+        and _read_values(core.k_items, core.k_val)
+        and _read_values(core.v_items, core.v_val)
+    ):
+        _check_values(core.q_items + core.k_items + core.v_items, "attend")
+    _head_forward(core)
+    return core
+
+
+@cython.cfunc
+def _flattened(rows: list[tuple[Value, ...]], n: cython.Py_ssize_t) -> list[Value]:
+    """The rows' items in one list of n (the rows' lengths add up to n)."""
+    if not cython.compiled:
+        return [item for row in rows for item in row]
+    out: list[Value] = PyList_New(n)
+    k: cython.Py_ssize_t = 0
+    i: cython.Py_ssize_t
+    p: cython.pointer[PyObject]
+    for row in rows:
+        for i in range(len(row)):
+            p = PyTuple_GET_ITEM(row, i)
+            Py_XINCREF(p)
+            PyList_SET_ITEM(out, k, cython.cast(object, p))
+            k += 1
+    return out
+
+
+@cython.cfunc
+def _read_values(items: list[Value], out: cython.p_double) -> cython.bint:
+    """Copies the items' values to out; False if an item is not a Value."""
+    n: cython.Py_ssize_t = len(items)
+    i: cython.Py_ssize_t
+    if not cython.compiled:
+        if not all(isinstance(item, Value) for item in items):
+            return False
+        out[:] = [item._data for item in items]
+        return True
+    p: cython.pointer[PyObject]
+    for i in range(n):
+        p = PyList_GET_ITEM(items, i)
+        if Py_TYPE(cython.cast(object, p)) != _VALUE_TYPE:
+            return False
+        out[i] = cython.cast(Value, p)._data
+    return True
+
+
+@cython.cfunc
+def _head_blocks(core: _Head) -> cython.void:
+    """Room for q's, the keys' and values' values and the chain's doubles."""
+    t_len: cython.Py_ssize_t = core.t_len
+    nk: cython.Py_ssize_t = t_len * core.width
+    nv: cython.Py_ssize_t = t_len * core.width_v
+    if not cython.compiled:
+        core.values = [0.0] * core.width
+        core.k_val, core.v_val = [0.0] * nk, [0.0] * nv
+        core.e, core.p = [0.0] * t_len, [0.0] * t_len
+        core.g_s, core.g_e, core.g_p = [0.0] * t_len, [0.0] * t_len, [0.0] * t_len
+        return
+    block: cython.p_double = _new_doubles(core.width + nk + nv + 5 * t_len)
+    core.values = block
+    core.k_val = block + core.width  # type: ignore[operator] # (C pointers)
+    core.v_val = core.k_val + nk  # type: ignore[operator]
+    core.e = core.v_val + nv  # type: ignore[operator]
+    core.p = core.e + t_len  # type: ignore[operator]
+    core.g_s = core.p + t_len  # type: ignore[operator]
+    core.g_e = core.g_s + t_len  # type: ignore[operator]
+    core.g_p = core.g_e + t_len  # type: ignore[operator]
+
+
+@cython.cfunc
+def _head_forward(core: _Head) -> cython.void:
+    """The scores, exps and weights of `attend`, as its docstring's chain
+    computes them (the scores go in `e` first)."""
+    t_len: cython.Py_ssize_t = core.t_len
+    width: cython.Py_ssize_t = core.width
+    divisor: float = width**0.5
+    core.c = operator.pow(divisor, -1)
+    t: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    s: cython.double
+    for t in range(t_len):
+        s = 0.0
+        for i in range(width):
+            s += core.values[i] * core.k_val[t * width + i]
+        core.e[t] = s * core.c
+    max_val: cython.double = core.e[0]  # max() keeps the first of equals, and skips NaNs after it
+    for t in range(1, t_len):
+        if core.e[t] > max_val:
+            max_val = core.e[t]
+    shift: cython.double = -max_val
+    total: cython.double = 0.0
+    for t in range(t_len):  # libm's exp, as math.exp (which can raise only above 0)
+        core.e[t] = _libm_exp(core.e[t] + shift) if cython.compiled else math.exp(core.e[t] + shift)
+        total += core.e[t]
+    scratch: Value = _constant(0.0)  # total**-1 and its slope, as a ** node computes them
+    _power_and_slope(scratch, total, -1)
+    core.r, core.d = scratch._data, scratch._local1
+    for t in range(t_len):
+        core.p[t] = core.e[t] * core.r
 
 
 @cython.cfunc
@@ -691,12 +1042,13 @@ def _operand(node: Value, k: cython.Py_ssize_t) -> Value:
 
 
 def _operand_grad(node: Value, k: cython.Py_ssize_t) -> float:
-    """d(node)/d(child k) of a dot or sum node."""
+    """d(node)/d(child k) of a dot or sum node (times c for a scaled dot)."""
+    c: cython.double = node._local1 if node._op == SCALED_DOT else 1.0
     if node._right is None:
         return 1.0
     if k & 1:
-        return node._left_values[k >> 1]  # d(w*x)/dx = w
-    return node._right.values[k >> 1]  # d(w*x)/dw = x
+        return node._left_values[k >> 1] * c  # d(w*x)/dx = w
+    return node._right.values[k >> 1] * c  # d(w*x)/dw = x
 
 
 @cython.cfunc
@@ -761,10 +1113,12 @@ def _depth_first(root: Value, order: list[Value], run_starts: list[int] | None) 
     node._visited = mark
     node._cursor = 0
     while True:
-        if node._left is None:
-            child = _next_child(node, mark)
-        else:
+        if node._left is not None:
             child = _next_operand(node, mark, order, run_starts)
+        elif node._right is not None:  # an output of attend()
+            child = _next_head_operand(node, mark, order, run_starts)
+        else:
+            child = _next_child(node, mark)
         if child is not None:
             child._visited = mark
             child._cursor = 0
@@ -901,6 +1255,230 @@ def _skip_reached_weights(node: Value, mark: cython.longlong) -> cython.Py_ssize
     return 2 * n
 
 
+# An output of attend() goes through its steps: the nodes of the chain that
+# attend() stands for, in the order the chain's backward pass has them
+# (children before parents), each step with the inputs the traversal must
+# have been through before it (at most two; see _head_operand). The output
+# the traversal reaches first (the core's `entry`) takes the whole chain:
+# per position t, the score's dot terms (q_i, k_ti) then its exp and the
+# total's term t; then per position t the weight and the output's term t
+# (v_tj). Every other output takes only its own terms t (v_tj). A node's
+# cursor is 2 * step + the input of the step it looks at next.
+
+
+@cython.cfunc
+def _next_head_operand(
+    node: Value, mark: cython.longlong, order: list[Value], run_starts: list[int] | None
+) -> Value | None:
+    """`_next_operand` of an output of attend(): the next input to go into,
+    the steps done by then scheduled as one run."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, node._local1)
+    start: cython.Py_ssize_t = node._cursor
+    if start == 0 and core.visited != mark:  # the first output reached: the whole chain
+        core.visited = mark
+        core.entry = j
+        _zero_head_gradients(core)
+    keep_leaves: cython.bint = run_starts is None
+    width: cython.Py_ssize_t = core.width
+    block: cython.Py_ssize_t = width + 2  # a score's steps: its dot terms, exp, total term
+    t: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    k: cython.Py_ssize_t
+    step: cython.Py_ssize_t = start >> 1
+    n: cython.Py_ssize_t  # the output's steps
+    pos: cython.Py_ssize_t = -1  # the input slot to go into (-1: none)
+    if core.entry != j:  # its terms: v_tj
+        n = core.t_len
+        for t in range(step, n):
+            if _must_enter(core.v_items, t * core.width_v + j, mark, order, keep_leaves):
+                pos = 2 * t
+                break
+    else:
+        n = core.t_len * (block + 2)
+        scores_end: cython.Py_ssize_t = core.t_len * block
+        if step < scores_end:  # the scores' terms: q_i, k_ti
+            t = step // block
+            i = step - t * block
+            k = start & 1
+            while t < core.t_len and pos < 0:
+                if i < width:
+                    if k == 0 and _must_enter(core.q_items, i, mark, order, keep_leaves):
+                        pos = 2 * (t * block + i)
+                    elif _must_enter(core.k_items, t * width + i, mark, order, keep_leaves):
+                        pos = 2 * (t * block + i) + 1
+                k = 0
+                i += 1
+                if i == block:
+                    i = 0
+                    t += 1
+            step = scores_end
+        if pos < 0:  # then, per position, weight t and the output's term t (v_tj)
+            for t in range((step - scores_end) >> 1, core.t_len):
+                if _must_enter(core.v_items, t * core.width_v + j, mark, order, keep_leaves):
+                    pos = 2 * (scores_end + 2 * t + 1)
+                    break
+    done: cython.Py_ssize_t = 2 * n if pos < 0 else pos  # the slots passed
+    if run_starts is not None:
+        first: cython.Py_ssize_t = (start - 1) >> 1 if start > 0 else 0
+        if 2 * (first + 1) <= done and not (order and order[len(order) - 1] is node):
+            order.append(node)
+            run_starts.append(first)
+    if pos < 0:
+        node._cursor = 2 * n
+        return None
+    node._cursor = pos + 1
+    return _slot_item(node, pos)
+
+
+@cython.cfunc
+@cython.inline
+def _must_enter(
+    items: list[Value],
+    i: cython.Py_ssize_t,
+    mark: cython.longlong,
+    order: list[Value],
+    keep_leaves: cython.bint,
+) -> cython.bint:
+    """Whether the search must go into items[i]: reached before, it must
+    not; a leaf it reaches on the way (listed in `order` if keep_leaves)."""
+    if not cython.compiled:
+        item = items[i]
+        if item._visited == mark:
+            return False
+        if item._op != LEAF:
+            return True
+        item._visited = mark
+        if keep_leaves:
+            order.append(item)
+        return False
+    p: cython.pointer[PyObject] = PyList_GET_ITEM(items, i)
+    if cython.cast(Value, p)._visited == mark:
+        return False
+    if cython.cast(Value, p)._op != LEAF:
+        return True
+    cython.cast(Value, p)._visited = mark
+    if keep_leaves:
+        order.append(cython.cast(Value, p))
+    return False
+
+
+@cython.cfunc
+def _slot_item(node: Value, pos: cython.Py_ssize_t) -> Value:
+    """The input in slot pos (2 * step + k) of an attend() output."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, node._local1)
+    step: cython.Py_ssize_t = pos >> 1
+    if core.entry != j:
+        return _item(core.v_items, step * core.width_v + j)
+    block: cython.Py_ssize_t = core.width + 2
+    scores_end: cython.Py_ssize_t = core.t_len * block
+    if step >= scores_end:
+        return _item(core.v_items, ((step - scores_end) >> 1) * core.width_v + j)
+    t: cython.Py_ssize_t = step // block
+    i: cython.Py_ssize_t = step - t * block
+    return _item(core.q_items, i) if pos & 1 == 0 else _item(core.k_items, t * core.width + i)
+
+
+@cython.cfunc
+@cython.inline
+def _item(items: list[Value], i: cython.Py_ssize_t) -> Value:
+    """items[i] (compiled, without checking i)."""
+    if not cython.compiled:
+        return items[i]
+    item: Value = cython.cast(Value, PyList_GET_ITEM(items, i))
+    return item
+
+
+@cython.cfunc
+def _zero_head_gradients(core: _Head) -> cython.void:
+    core.g_total = 0.0
+    t: cython.Py_ssize_t
+    for t in range(core.t_len):
+        core.g_s[t] = 0.0
+        core.g_e[t] = 0.0
+        core.g_p[t] = 0.0
+
+
+@cython.cfunc
+def _head_steps(
+    node: Value, first: cython.Py_ssize_t, end: cython.Py_ssize_t, g: cython.double
+) -> cython.void:
+    """The backward pass of an attend() output's steps first .. end-1, last
+    one first, each as the chain's node would do it (g is the output's
+    gradient; the chain's nodes' own are in the core)."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, node._local1)
+    step: cython.Py_ssize_t
+    if core.entry != j:
+        for step in range(end - 1, first - 1, -1):
+            _head_term(core, step, j, g)
+        return
+    block: cython.Py_ssize_t = core.width + 2
+    scores_end: cython.Py_ssize_t = core.t_len * block
+    t: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    for step in range(end - 1, first - 1, -1):
+        if step >= scores_end:
+            t = (step - scores_end) >> 1
+            if (step - scores_end) & 1:
+                _head_term(core, t, j, g)
+            else:  # weight t = e_t / total: e_t * total**-1, one node as in _quotient
+                core.g_e[t] += core.r * core.g_p[t]
+                core.g_total += core.d * (core.e[t] * core.g_p[t])
+            continue
+        t = step // block
+        i = step % block
+        if i == core.width:  # exp t, whose child is score t's dot
+            core.g_s[t] += core.e[t] * core.g_e[t]
+        elif i == core.width + 1:  # the total's term t
+            core.g_e[t] += core.g_total
+        else:  # score t's dot term i, its gradient times c (see scaled_dots)
+            _head_score_term(core, t, i, core.c * core.g_s[t])
+
+
+@cython.cfunc
+@cython.inline
+def _head_term(
+    core: _Head, t: cython.Py_ssize_t, j: cython.Py_ssize_t, g: cython.double
+) -> cython.void:
+    """Output j's dot term t, weight t times v_tj (see _pass_to_dot_terms)."""
+    v: Value = _item(core.v_items, t * core.width_v + j)
+    v._grad += core.p[t] * g
+    core.g_p[t] += core.v_val[t * core.width_v + j] * g
+
+
+@cython.cfunc
+@cython.inline
+def _head_score_term(
+    core: _Head, t: cython.Py_ssize_t, i: cython.Py_ssize_t, g: cython.double
+) -> cython.void:
+    """Score t's dot term i, q_i times k_ti (see _pass_to_dot_terms)."""
+    k: Value = _item(core.k_items, t * core.width + i)
+    k._grad += core.values[i] * g
+    q: Value = _item(core.q_items, i)
+    q._grad += core.k_val[t * core.width + i] * g
+
+
+def _head_children(node: Value) -> tuple[Value, ...]:
+    """An attend() output's children: q, every key, and its column of the values."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j, width_v = int(node._local1), core.width_v
+    return tuple(core.q_items + core.k_items + core.v_items[j::width_v])
+
+
+def _head_local_grads(node: Value) -> tuple[float, ...]:
+    """d(o_j)/d(child) for `_head_children` (for display: these are not the
+    floats backward() adds up). With z_t = c * q.k_t, d(o_j)/d(z_t) is
+    p_t * (v_tj - o_j)."""
+    core: _Head = node._right  # type: ignore[assignment]
+    j, t_len, width, width_v = int(node._local1), core.t_len, core.width, core.width_v
+    dz = [core.p[t] * (core.v_val[t * width_v + j] - node._data) * core.c for t in range(t_len)]
+    dq = [sum(dz[t] * core.k_val[t * width + i] for t in range(t_len)) for i in range(width)]
+    dk = [dz[t] * core.values[i] for t in range(t_len) for i in range(width)]
+    return tuple(dq + dk + [core.p[t] for t in range(t_len)])
+
+
 def _backward_schedule(root: Value) -> tuple[list[Value], list[int]]:
     """The nodes `backward()` passes gradients from, in topological order,
     and for each run of dot/sum terms in it, its first term."""
@@ -918,11 +1496,21 @@ def _propagate(order: list[Value], run_starts: list[int]) -> cython.void:
     g: cython.double
     for node in reversed(order):
         g = node._grad
+        if node._left is None and node._right is not None:  # an output of attend()
+            first = run_starts.pop()
+            _head_steps(node, first, node._cursor // 2, g)
+            node._cursor = 2 * first
+            continue
         if node._left is None:
             node._child1._grad += node._local1 * g  # type: ignore[union-attr]
             if node._child2 is not None:
-                node._child2._grad += node._local2 * g
+                if node._op == DIV:  # through b**-1, whose gradient is a * g
+                    node._child2._grad += node._local3 * (node._local2 * g)
+                else:
+                    node._child2._grad += node._local2 * g
             continue
+        if node._op == SCALED_DOT:  # the dot's gradient, from its "/ divisor" node
+            g = node._local1 * g
         # A run of terms, last term first, as the chain's nodes came in reverse;
         # the node's cursor is where the run after this one started.
         first = run_starts.pop()
@@ -1053,7 +1641,7 @@ def _op_code(name: str, has_children: bool) -> int:
     if name not in OP_NAMES:
         if len(OP_NAMES) >= 256:
             raise ValueError("too many distinct op names (at most 256)")
-        OP_NAMES.append(name)
+        _new_op(name)
     code = OP_NAMES.index(name)
     return UNNAMED if code == LEAF and has_children else code
 

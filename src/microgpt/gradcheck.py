@@ -13,12 +13,16 @@ right (for these inputs). It costs two forward passes per input, which is why
 
 from __future__ import annotations
 
+import argparse
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from microgpt.settings import Rule, check_settings, setting
+from microgpt import settings as st
+from microgpt.console import Console
+from microgpt.nn import GPTConfig
+from microgpt.settings import Rule, Settings, setting
 
 if TYPE_CHECKING:
     from microgpt.engine import Value
@@ -31,13 +35,21 @@ DEFAULT_TOLERANCE = 1e-4
 # would measure that noise, not the gradient.
 SMALLEST_SCALE = 1e-4
 # A small GPT for `microgpt gradcheck`, so the check is quick; the maths is the
-# same at any size.
-GRADCHECK_MODEL = {"n_embd": 8, "n_head": 2, "block_size": 8}
+# same at any size. Its shape is GPTConfig's settings (the model flags), these
+# defaults apart; dropout stays off (a finite difference needs the same mask).
+GRADCHECK_MODEL: dict[str, Any] = {
+    "n_layer": 1,
+    "n_embd": 8,
+    "n_head": 2,
+    "block_size": 8,
+    "norm": "rmsnorm",
+    "activation": "relu",
+}
 GRADCHECK_NAMES = 4
 
 
 @dataclass(frozen=True)
-class GradcheckConfig:
+class GradcheckConfig(Settings):
     """The settings of `microgpt gradcheck`."""
 
     per_matrix: int = setting(2, "weights checked per weight matrix", Rule("int", low=1))
@@ -47,9 +59,6 @@ class GradcheckConfig:
     tolerance: float = setting(
         DEFAULT_TOLERANCE, "largest relative error that passes", Rule("float", low=0.0)
     )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -191,13 +200,22 @@ def gradcheck_model(
             p.grad = 0.0
 
 
-def gradcheck_gpt(config: GradcheckConfig, say: Callable[[str], None] = print) -> GradCheckResult:
+def gradcheck_gpt(
+    config: GradcheckConfig,
+    say: Callable[[str], None] = print,
+    model: Mapping[str, Any] | None = None,
+) -> GradCheckResult:
     """`microgpt gradcheck`: check a small GPT's gradients on the mean loss of
-    a few names; `say` prints the heading, the table and PASS or FAIL."""
+    a few names; `say` prints the heading, the table and PASS or FAIL.
+    `model` holds GPTConfig settings that replace GRADCHECK_MODEL's
+    (dropout is refused: it would draw another mask on every evaluation)."""
     from microgpt.data import load_documents
     from microgpt.train import Run, TrainConfig
 
-    run = Run.start(load_documents(), TrainConfig(seed=config.seed), **GRADCHECK_MODEL)
+    shape = {**GRADCHECK_MODEL, **(model or {})}
+    if shape.get("dropout"):
+        raise ValueError("gradcheck needs dropout off: each loss would draw another mask")
+    run = Run.start(load_documents(), TrainConfig(seed=config.seed), **shape)
     names = run.docs[:GRADCHECK_NAMES]
 
     def loss() -> Value:
@@ -205,7 +223,7 @@ def gradcheck_gpt(config: GradcheckConfig, say: Callable[[str], None] = print) -
         return sum((run.loss(name) for name in names[1:]), run.loss(names[0])) / len(names)
 
     say(
-        f"gradcheck: GPT {GRADCHECK_MODEL}, loss on {', '.join(names)}; "
+        f"gradcheck: GPT {shape}, loss on {', '.join(names)}; "
         f"{config.per_matrix} weight(s) per matrix, eps {config.eps:g}"
     )
     result = gradcheck_model(
@@ -213,3 +231,27 @@ def gradcheck_gpt(config: GradcheckConfig, say: Callable[[str], None] = print) -
     )
     say(result.table("parameter"))
     return result
+
+
+# --- the command line ---------------------------------------------------------------
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `microgpt gradcheck` to the `microgpt` parser."""
+    g = subparsers.add_parser(
+        "gradcheck",
+        help="check the GPT's gradients against finite differences",
+        description="Compare backward() with finite differences on sampled weights of a small "
+        "GPT's loss on a few names. Prints a table and PASS or FAIL (exit status 0 or 1).",
+    )
+    st.add_flags(g, GradcheckConfig)
+    model = g.add_argument_group("model (a small one by default; dropout off)")
+    st.add_flags(model, GPTConfig, only=[*GRADCHECK_MODEL], defaults=GRADCHECK_MODEL)
+    g.set_defaults(func=cmd_gradcheck)
+
+
+def cmd_gradcheck(args: argparse.Namespace, console: Console) -> int:
+    config = st.from_flags(args, GradcheckConfig)
+    st.from_flags(args, GPTConfig, vocab_size=1)  # a bad shape is refused in flag terms
+    result = gradcheck_gpt(config, console.result, st.given(args, GPTConfig))
+    return 0 if result.passed else 1

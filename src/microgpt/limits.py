@@ -15,26 +15,30 @@ from dataclasses import dataclass
 from microgpt.backend import COMPILED
 from microgpt.errors import Name, Part, Text, UsageError
 from microgpt.nn import GPTConfig, parameter_count
-from microgpt.settings import Rule, check_settings, format_size, setting
+from microgpt.settings import Rule, Settings, format_size, setting
 
 MiB = 2**20
 SIZE = Rule("size", low=1)
 
-# Bytes per weight while training: the Value (104 compiled, 120 pure, with
-# its float objects interpreted), its slot in the parameter list, Adam's two
-# moments (C doubles), and the copies a checkpoint save makes (the numbers and
-# their JSON text).
+# The node size: what one Value takes, its size (sys.getsizeof) rounded up to
+# the 16-byte blocks of CPython's allocator (tests/test_limits.py checks it).
+NODE_BYTES = 112 if COMPILED else 144
+# Bytes per weight while training: the Value (and interpreted, the float
+# objects of its value and gradient), its slot in the parameter list, Adam's
+# two moments (C doubles), and the copies a checkpoint save makes (the
+# numbers and their JSON text).
 BYTES_PER_PARAMETER = 400
 # A step's graph: a dot term keeps its weight's value (a C double compiled; a
 # float object and its list slot interpreted) and references to its w and x
 # (tuples that a linear's rows share, copies for a single dot); any other
-# node is one Value (112 bytes allocated compiled; interpreted, 128 and the
-# float objects of its value, gradient and local gradients) and its place in
-# the backward schedule. Over eight shapes of model, from 1 to 16 heads and
-# context 8 to 64, the estimate came to 1.9-3.8 times (compiled) and 2.2-4.4
-# times (interpreted) the measured peak of a step (tracemalloc).
+# node is one Value (and interpreted, the float objects of its value,
+# gradient and local gradients) and its place in the backward schedule.
+# Over seven shapes of model, from 1 to 16 heads and context 8 to 64, the
+# estimate came to 2.6-3.7 times (compiled) and 2.5-4.8 times (interpreted)
+# the measured peak of a step (tracemalloc); 7.4-7.9 times at n_embd 128,
+# context 8, where the weights, which are there before a step, are most.
 BYTES_PER_TERM = 24 if COMPILED else 48
-BYTES_PER_NODE = 128 if COMPILED else 256
+BYTES_PER_NODE = NODE_BYTES + (16 if COMPILED else 112)
 BASELINE_BYTES = 64 * MiB  # the interpreter, the data and the rest
 # A download deadline beyond a day is no deadline (and beyond ~292 years no
 # timeout a thread can wait for).
@@ -42,7 +46,7 @@ MAX_DOWNLOAD_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(Settings):
     """Caps on what a command reads and builds."""
 
     max_data_size: int = setting(
@@ -59,9 +63,6 @@ class Limits:
         "largest estimated memory a model may need (off: this machine's memory)",
         Rule("size", low=1, optional=True),
     )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
     def memory_limit(self) -> tuple[int | None, tuple[Part, ...]]:
         """The memory cap in bytes (None: there is none, as this machine's
@@ -121,27 +122,30 @@ def graph_size(config: GPTConfig, positions: int) -> tuple[int, int]:
     """An upper estimate of one step's graph over `positions` tokens: the
     terms of its dot and sum nodes, and its other nodes.
 
-    Each weight is one term per position; attention adds a term per pair of
-    positions and head dimension, twice (scores and weighted values). The
-    other nodes are about 14 per width per layer and position (norms,
-    residuals, the MLP's activations, one node per dot), 6 per head and pair
-    of positions (a score's scaling and softmax), and for the output about 3
-    per token of the vocabulary; the estimate allows about twice as many.
+    Each weight is one term per position. Attention (`engine.attend`) keeps,
+    per pair of positions and head dimension, a key's and a value's value
+    and references to them, counted as two terms; and per pair and head five
+    numbers of its softmax, counted as four terms. The other nodes are about
+    14 per width per layer and position (norms, residuals, the MLP's
+    activations, attention's outputs, one node per dot) and for the output
+    about 3 per token of the vocabulary; the estimate allows about twice as
+    many.
     """
     c, n = config, positions
     terms = n * (c.n_layer * 12 * c.n_embd * c.n_embd + c.vocab_size * c.n_embd)
-    terms += c.n_layer * c.n_embd * n * (n + 1)
+    pairs_twice = n * (n + 1)  # pairs of positions (a query and a key at or before it), x2
+    terms += c.n_layer * (c.n_embd + 2 * c.n_head) * pairs_twice
     per_position = c.n_layer * (32 * c.n_embd + 16 * c.n_head) + 4 * c.n_embd + 8 * c.vocab_size
-    nodes = n * (per_position + 32) + 6 * c.n_layer * c.n_head * n * (n + 1)
+    nodes = n * (per_position + 32)
     return terms, nodes
 
 
-def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
+def estimated_memory(config: GPTConfig, positions: int | None = None, batch: int = 1) -> int:
     """Bytes a training run of this model needs, estimated from the settings
     alone. `positions` is the longest sequence a step sees (default: the
-    whole context)."""
+    whole context); a step's graph holds `batch` such sequences."""
     n = config.block_size if positions is None else min(positions, config.block_size)
-    terms, nodes = graph_size(config, n)
+    terms, nodes = (batch * count for count in graph_size(config, n))
     return (
         BASELINE_BYTES
         + BYTES_PER_PARAMETER * parameter_count(config)
@@ -150,16 +154,19 @@ def estimated_memory(config: GPTConfig, positions: int | None = None) -> int:
     )
 
 
-def check_fits(config: GPTConfig, limits: Limits, where: str, positions: int | None = None) -> None:
+def check_fits(
+    config: GPTConfig, limits: Limits, where: str, positions: int | None = None, batch: int = 1
+) -> None:
     """Refuse a model whose estimated memory exceeds the limit, before building it.
 
     Called with `vocab_size=1` before the data is read, the estimate is a
     lower bound ("at least"); with the data's vocabulary, it is the estimate."""
-    need = estimated_memory(config, positions)
+    need = estimated_memory(config, positions, batch)
     cap, source = limits.memory_limit()
     if cap is not None and need > cap:
         tokens = f" and {config.vocab_size} tokens" if config.vocab_size > 1 else ""
         about = "about" if tokens else "at least"
+        tokens += f", a batch of {batch}" if batch > 1 else ""
         raise UsageError(
             f"{where}: a model with n_layer {config.n_layer}, n_embd {config.n_embd}, "
             f"block_size {config.block_size}{tokens} has {about} "

@@ -9,24 +9,35 @@ dropout are available as options; the defaults reproduce the original.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from microgpt.backend import engine
-from microgpt.settings import POSITIVE_INT, Rule, check_settings, from_dict, setting
+from microgpt.settings import POSITIVE_INT, Rule, Settings, setting
 
 if TYPE_CHECKING:  # the type checker reads engine.py; at run time the selected engine's
     from microgpt.engine import Value as Value
+    from microgpt.engine import attend as attend
     from microgpt.engine import dot as dot
+    from microgpt.engine import exps_shifted as exps_shifted
     from microgpt.engine import linear as linear
+    from microgpt.engine import scaled_dots as scaled_dots
     from microgpt.engine import vsum as vsum
+    from microgpt.engine import weighted_sum as weighted_sum
 else:
+    # Each of these computes exactly the floats of the Python code beside it,
+    # forward and backward, with fewer nodes (see engine.py).
     Value = engine.Value
-    dot = engine.dot  # sum(w * x for w, x in zip(ws, xs)), node for node
-    linear = engine.linear  # w @ x: [dot(wo, x) for wo in w], node for node
-    vsum = engine.vsum  # sum(vs), node for node
+    dot = engine.dot  # sum(w * x for w, x in zip(ws, xs))
+    linear = engine.linear  # w @ x: [dot(wo, x) for wo in w]
+    vsum = engine.vsum  # sum(vs)
+    scaled_dots = engine.scaled_dots  # [dot(q, k) / divisor for k in ks]
+    exps_shifted = engine.exps_shifted  # [(v - shift).exp() for v in vs]
+    weighted_sum = engine.weighted_sum  # [dot(weights, [v[j] for v in vs]) for j in ...]
+    attend = engine.attend  # attention_head(q, keys, values), without showing the weights
 
 Vector = list[Value]
 Row = tuple[Value, ...]  # a row of weights: fixed once made, so a dot node can keep it as it is
@@ -39,8 +50,10 @@ NORM_EPS = 1e-5
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(Settings):
     """The shape of the network. The defaults are the original microgpt's."""
+
+    what = "model"
 
     vocab_size: int = setting(
         dataclasses.MISSING, "tokens: the data's characters and BOS", POSITIVE_INT, flag=False
@@ -65,20 +78,9 @@ class GPTConfig:
         0.0, "dropout probability while training", Rule("float", 0, 1, high_open=True)
     )
 
-    def __post_init__(self) -> None:
-        check_settings(self)
-
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        config: GPTConfig = from_dict(cls, data, "model")
-        return config
 
 
 def weight_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
@@ -129,8 +131,23 @@ def cross_entropy(logits: Vector, target: int) -> Value:
 
 def _exps_and_total(logits: Vector) -> tuple[Vector, Value]:
     max_val = max(val.data for val in logits)
-    exps = [(val - max_val).exp() for val in logits]
+    exps = exps_shifted(logits, max_val)  # [(val - max_val).exp() for val in logits]
     return exps, vsum(exps)
+
+
+def attention_head(
+    q: Vector, keys: list[Row], values: list[Row], show: Callable[[Vector], None] | None = None
+) -> Vector:
+    """What one head of attention gives one query: the keys' scores against
+    q, their softmax, and the values weighted by it. `show`, if given, is
+    called with the weights (then built as nodes, to be seen; `attend`
+    computes the same floats, forward and backward, with a node per output)."""
+    if show is None:
+        return attend(q, keys, values)
+    attn_logits = scaled_dots(q, keys, len(q) ** 0.5)  # [dot(q, k) / len(q)**0.5 for k in keys]
+    attn_weights = softmax(attn_logits)
+    show(attn_weights)
+    return weighted_sum(attn_weights, values)  # one output per dimension j
 
 
 def rmsnorm(x: Vector) -> Vector:
@@ -192,17 +209,20 @@ class GPT:
         self.params: list[Value] = [p for mat in state_dict.values() for row in mat for p in row]
         self._norm = rmsnorm if config.norm == "rmsnorm" else layernorm
 
-    def new_cache(self) -> tuple[list[list[Vector]], list[list[Vector]]]:
-        """Empty per-layer lists of the keys and values seen so far."""
-        n = self.config.n_layer
-        return [[] for _ in range(n)], [[] for _ in range(n)]
+    def new_cache(self) -> tuple[list[list[list[Row]]], list[list[list[Row]]]]:
+        """Empty lists of the keys and values seen so far, per layer and head."""
+        c = self.config
+        return (
+            [[[] for _ in range(c.n_head)] for _ in range(c.n_layer)],
+            [[[] for _ in range(c.n_head)] for _ in range(c.n_layer)],
+        )
 
     def __call__(
         self,
         token_id: int,
         pos_id: int,
-        keys: list[list[Vector]],
-        values: list[list[Vector]],
+        keys: list[list[list[Row]]],
+        values: list[list[list[Row]]],
         rng: random.Random | None = None,
         on_attention: Callable[[int, int, Vector], None] | None = None,
     ) -> Vector:
@@ -213,61 +233,61 @@ class GPT:
         to apply dropout (training); without it there is none. `on_attention`
         is called with (layer, head, weights) for inspection.
         """
-        c = self.config
         sd = self.state_dict
-        norm = self._norm
-        drop = rng is not None and c.dropout > 0.0
-        head_dim = c.head_dim
-
         x = [t + p for t, p in zip(sd["wte"][token_id], sd["wpe"][pos_id])]
-        x = norm(x)  # not redundant: the residual path skips the block's own norm
-        if drop:
-            assert rng is not None
-            x = dropout(x, c.dropout, rng)
-
-        for li in range(c.n_layer):
-            # 1) multi-head causal self-attention
-            x_residual = x
-            x = norm(x)
-            q = linear(x, sd[f"layer{li}.attn_wq"])
-            k = linear(x, sd[f"layer{li}.attn_wk"])
-            v = linear(x, sd[f"layer{li}.attn_wv"])
-            keys[li].append(k)
-            values[li].append(v)
-            x_attn: Vector = []
-            for h in range(c.n_head):
-                hs = h * head_dim
-                q_h = q[hs : hs + head_dim]
-                k_h = [ki[hs : hs + head_dim] for ki in keys[li]]
-                v_h = [vi[hs : hs + head_dim] for vi in values[li]]
-                # q.k / sqrt(head_dim) for every position so far
-                attn_logits = [dot(q_h, k_h[t]) / head_dim**0.5 for t in range(len(k_h))]
-                attn_weights = softmax(attn_logits)
-                if on_attention is not None:
-                    on_attention(li, h, attn_weights)
-                # the weighted sum of the values, one output per dimension j
-                head_out = [dot(attn_weights, [v_t[j] for v_t in v_h]) for j in range(head_dim)]
-                x_attn.extend(head_out)
-            x = linear(x_attn, sd[f"layer{li}.attn_wo"])
-            if drop:
-                assert rng is not None
-                x = dropout(x, c.dropout, rng)
-            x = [a + b for a, b in zip(x, x_residual)]
-            # 2) MLP: expand 4x, nonlinearity, project back
-            x_residual = x
-            x = norm(x)
-            x = linear(x, sd[f"layer{li}.mlp_fc1"])
-            x = [xi.relu() for xi in x] if c.activation == "relu" else [xi.gelu() for xi in x]
-            x = linear(x, sd[f"layer{li}.mlp_fc2"])
-            if drop:
-                assert rng is not None
-                x = dropout(x, c.dropout, rng)
-            x = [a + b for a, b in zip(x, x_residual)]
-
+        x = self._norm(x)  # not redundant: the residual path skips the block's own norm
+        x = self._dropout(x, rng)
+        for li in range(self.config.n_layer):
+            x = self._attention(li, x, keys[li], values[li], rng, on_attention)
+            x = self._mlp(li, x, rng)
         return linear(x, sd["lm_head"])
 
+    def _attention(
+        self,
+        li: int,
+        x: Vector,
+        keys: list[list[Row]],
+        values: list[list[Row]],
+        rng: random.Random | None,
+        on_attention: Callable[[int, int, Vector], None] | None,
+    ) -> Vector:
+        """Block li's multi-head causal self-attention, added to x."""
+        sd, head_dim = self.state_dict, self.config.head_dim
+        x_residual = x
+        x = self._norm(x)
+        q = linear(x, sd[f"layer{li}.attn_wq"])
+        k = linear(x, sd[f"layer{li}.attn_wk"])
+        v = linear(x, sd[f"layer{li}.attn_wv"])
+        x_attn: Vector = []
+        for h in range(self.config.n_head):
+            hs = slice(h * head_dim, (h + 1) * head_dim)
+            keys[h].append(tuple(k[hs]))
+            values[h].append(tuple(v[hs]))
+            show = None if on_attention is None else functools.partial(on_attention, li, h)
+            x_attn.extend(attention_head(q[hs], keys[h], values[h], show))
+        x = linear(x_attn, sd[f"layer{li}.attn_wo"])
+        x = self._dropout(x, rng)
+        return [a + b for a, b in zip(x, x_residual)]
+
+    def _mlp(self, li: int, x: Vector, rng: random.Random | None) -> Vector:
+        """Block li's MLP (expand 4x, nonlinearity, project back), added to x."""
+        sd = self.state_dict
+        x_residual = x
+        x = self._norm(x)
+        x = linear(x, sd[f"layer{li}.mlp_fc1"])
+        x = [xi.relu() for xi in x] if self.config.activation == "relu" else [xi.gelu() for xi in x]
+        x = linear(x, sd[f"layer{li}.mlp_fc2"])
+        x = self._dropout(x, rng)
+        return [a + b for a, b in zip(x, x_residual)]
+
+    def _dropout(self, x: Vector, rng: random.Random | None) -> Vector:
+        """Dropout while training (given `rng`), if the model has any."""
+        if rng is None or self.config.dropout == 0.0:
+            return x
+        return dropout(x, self.config.dropout, rng)
+
     def attention_weights(self, token_ids: list[int]) -> list[list[list[list[float]]]]:
-        """Attention weights [layer][head][query t][key s] for a sequence.
+        """Attention weights `[layer][head][query t][key s]` for a sequence.
 
         Row t has t+1 entries: position t only ever sees positions <= t.
         """

@@ -12,6 +12,9 @@ shows as it is and `save_figure` writes as a PNG.
 from __future__ import annotations
 
 import argparse
+import math
+import textwrap
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -19,8 +22,8 @@ from microgpt.console import Console
 from microgpt.errors import Name, UsageError
 from microgpt.files import check_output, show, write_atomic
 from microgpt.limits import Limits
-from microgpt.runlog import MEAN_WINDOW, RunLog, differing_settings, read_log
-from microgpt.settings import POSITIVE_INT, add_flags
+from microgpt.runlog import MEAN_WINDOW, RunLog, differing_settings, read_logs
+from microgpt.settings import POSITIVE_INT, add_flags, shorten
 
 if TYPE_CHECKING:  # matplotlib is optional: only the type checker imports it here
     from matplotlib.axes import Axes
@@ -114,69 +117,183 @@ def run_labels(logs: list[RunLog]) -> list[str]:
     (from the logs' headers), else the shortest distinct ends of the paths."""
     if len(logs) > 1 and all(log.header is not None for log in logs):
         differ = differing_settings(logs)
+        for key in differ[0]:
+            values = [d[key] for d in differ]
+            if all(isinstance(v, str) and "/" in v for v in values):  # paths, URLs
+                for d, tail in zip(differ, distinct_tails(values)):
+                    d[key] = tail
         labels = [
             ", ".join(f"{key.replace('_', '-')}={value}" for key, value in d.items())
             for d in differ
         ]
         if all(labels) and len(set(labels)) == len(labels):
             return labels
-    parts = [Path(log.path).parts for log in logs]
-    for depth in range(1, max(len(p) for p in parts) + 1):
-        tails = ["/".join(p[-depth:]) for p in parts]
-        if len(set(tails)) == len(tails):
-            return tails
-    return [log.path for log in logs]
+    return distinct_tails([log.path for log in logs])
+
+
+def distinct_tails(paths: list[str]) -> list[str]:
+    """The shortest ends of the paths (whole parts) that tell different paths
+    apart, the paths themselves if none does."""
+    parts = {path: Path(path).parts for path in paths}
+    for depth in range(1, max((len(p) for p in parts.values()), default=0) + 1):
+        tails = {path: "/".join(p[-depth:]) for path, p in parts.items()}
+        if len(set(tails.values())) == len(tails):
+            return [tails[path] for path in paths]
+    return paths
+
+
+def distinct(labels: list[str]) -> list[str]:
+    """The labels, those that repeat numbered ("log.jsonl [2]"): two runs
+    never share a name in a legend (the same log given twice, say)."""
+    counts = Counter(labels)
+    seen: Counter[str] = Counter()
+    named = []
+    for label in labels:
+        seen[label] += 1
+        named.append(f"{label} [{seen[label]}]" if counts[label] > 1 else label)
+    return named
+
+
+def finite_points(steps: list[int], losses: list[float]) -> tuple[list[int], list[float]]:
+    """The (step, loss) pairs whose loss is a finite number: a diverged run's
+    NaN or infinity cannot be drawn (and would make every later mean NaN)."""
+    kept = [(step, loss) for step, loss in zip(steps, losses) if math.isfinite(loss)]
+    return [step for step, _ in kept], [loss for _, loss in kept]
+
+
+def not_drawn(log: RunLog) -> str | None:
+    """A note naming what of `log` a loss plot leaves out, if anything."""
+    bad = sum(not math.isfinite(x) for x in log.losses)
+    bad_val = sum(not math.isfinite(x) for x in log.val_losses)
+    if not bad and not bad_val:
+        return None
+    counts = [_count(n, what) for n, what in ((bad, "loss"), (bad_val, "validation loss")) if n]
+    return f"{show(log.path)}: {' and '.join(counts)} not drawn (NaN or infinite)"
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" + ("es" if n != 1 else "")
+
+
+LABEL_WIDTH = 34  # characters per legend line: a long label wraps, a very long one is elided
+LABEL_LINES = 3
+LEGEND_LINES = 36  # lines in a column of the runs' legend
+LINE_STYLES = ["-", "--", ":", "-."]  # with the 10 colours, 40 runs look different
 
 
 def loss_figure(
     logs: list[RunLog], labels: list[str] | None = None, window: int = MEAN_WINDOW
 ) -> Figure:
     """Every run's loss by step: each step's loss faint, its running mean over
-    `window` steps bold, and the validation loss (where logged) as dots."""
-    labels = labels if labels is not None else run_labels(logs)
-    fig = new_figure(9, 5.5)
+    `window` steps bold, and the validation loss (where logged) as diamonds
+    without a line. The runs' legend is right of the plot, the key to the
+    styles below it: neither ever covers a curve or the other."""
+    labels = distinct(labels if labels is not None else run_labels(logs))
+    fig = new_figure(11, 5.5)
     ax = fig.add_subplot()
     # one document's loss jumps around; over several runs the raw curves are
     # only a backdrop, and the axis follows the means, which are compared
-    raw_alpha = 0.2 if len(logs) == 1 else 0.07
+    raw_alpha = 0.2 if len(logs) == 1 else max(0.02, 0.3 / len(logs))
+    handles: list[Any] = []
+    texts: list[str] = []
     shown: list[float] = []
     for i, (log, label) in enumerate(zip(logs, labels)):
-        color = f"C{i % 10}"
-        means = running_mean(log.losses, window)
-        ax.plot(log.steps, log.losses, color=color, alpha=raw_alpha, linewidth=0.8)
-        ending = f": {means[-1]:.3f}" if means else ""
-        ax.plot(log.steps, means, color=color, linewidth=2, label=label + ending)
-        shown += means
-        if log.val_steps:
-            ax.plot(
-                log.val_steps,
-                log.val_losses,
-                color=color,
-                linestyle="--",
-                marker="o",
-                markersize=4,
-                label=f"{label} (validation): {log.val_losses[-1]:.3f}",
-            )
-            shown += log.val_losses
-    if shown:
+        handle, means, val_losses = _draw_run(ax, log, i, raw_alpha, window)
+        handles.append(handle)
+        texts.append(_legend_text(label, means, val_losses))
+        shown += means + val_losses
+    if shown:  # every mean and validation point is inside the plot
         low, high = min(shown), max(shown)
         pad = 0.15 * (high - low) or 0.1
         ax.set_ylim(low - pad, high + pad)
     style(ax, "Training loss", "step", "loss (cross-entropy, nats)")
-    ax.text(
-        0.99,
-        0.98,
-        f"faint: each step's loss (one document)\nbold: mean of the last {window} steps",
-        transform=ax.transAxes,
-        ha="right",
-        va="top",
-        fontsize=9,
-        color="0.35",
-    )
     ax.grid(alpha=0.3)
-    if logs:
-        ax.legend(fontsize=10, loc="upper center", title="run: final mean loss", title_fontsize=10)
+    has_val = any(isinstance(handle, tuple) for handle in handles)
+    _run_legend(fig, handles, texts, has_val)
+    _key(fig, window, has_val)
     return fig
+
+
+def _draw_run(
+    ax: Axes, log: RunLog, i: int, raw_alpha: float, window: int
+) -> tuple[Any, list[float], list[float]]:
+    """Run i's curves; returns its legend handle (the mean's line, with the
+    validation marks if any), its running means and validation losses."""
+    color, dashes = f"C{i % 10}", LINE_STYLES[i // 10 % len(LINE_STYLES)]
+    steps, losses = finite_points(log.steps, log.losses)
+    means = running_mean(losses, window)
+    ax.plot(steps, losses, color=color, alpha=raw_alpha, linewidth=0.8)
+    (line,) = ax.plot(steps, means, color=color, linewidth=2, linestyle=dashes)
+    val_steps, val_losses = finite_points(log.val_steps, log.val_losses)
+    if not val_steps:
+        return line, means, val_losses
+    (marks,) = ax.plot(val_steps, val_losses, linestyle="none", **_diamond(color))
+    return (line, marks), means, val_losses
+
+
+def _legend_text(label: str, means: list[float], val_losses: list[float]) -> str:
+    text = textwrap.fill(
+        shorten(label, LABEL_WIDTH * LABEL_LINES), LABEL_WIDTH, break_on_hyphens=False
+    )
+    text = text.replace("$", r"\$")  # shown as written, never read as TeX math
+    ending = f": {means[-1]:.3f}" if means else ""
+    return text + ending + (f" (validation {val_losses[-1]:.3f})" if val_losses else "")
+
+
+def _run_legend(fig: Figure, handles: list[Any], texts: list[str], has_val: bool) -> None:
+    """The runs' legend, right of the plot; the figure grows to hold it."""
+    from matplotlib.legend_handler import HandlerTuple
+
+    if not handles:
+        return
+    lines = [text.count("\n") + 1 for text in texts]
+    columns = math.ceil(sum(lines) / LEGEND_LINES)
+    tallest = math.ceil(len(texts) / columns) * max(lines)  # lines in the fullest column
+    fig.set_figheight(max(5.5, 1.8 + 0.24 * min(tallest, sum(lines))))
+    fig.set_figwidth(11 + 4 * (columns - 1))  # the plot keeps its width
+    fig.legend(
+        handles,
+        texts,
+        loc="outside right upper",
+        ncols=columns,
+        title="run: final mean loss" + (" (validation)" if has_val else ""),
+        fontsize=10,
+        title_fontsize=10,
+        handler_map={tuple: HandlerTuple(ndivide=None)},
+    )
+
+
+def _key(fig: Figure, window: int, has_val: bool) -> None:
+    """What each style means, below the plot."""
+    from matplotlib.lines import Line2D
+
+    key = [
+        (Line2D([], [], color="0.4", alpha=0.5, linewidth=0.8), "each step's loss (one document)"),
+        (Line2D([], [], color="0.4", linewidth=2), f"mean of the last {window} steps"),
+    ]
+    if has_val:
+        key.append((Line2D([], [], linestyle="none", **_diamond("0.6")), "validation loss"))
+    fig.legend(
+        [handle for handle, _ in key],
+        [text for _, text in key],
+        loc="outside lower center",
+        ncols=len(key),
+        fontsize=9,
+        frameon=False,
+    )
+
+
+def _diamond(color: str) -> dict[str, Any]:
+    """Validation points: marks, not a line, edged in black, so that they are
+    never read as the training curve of the same colour."""
+    return {
+        "marker": "D",
+        "markersize": 6,
+        "markerfacecolor": color,
+        "markeredgecolor": "black",
+        "markeredgewidth": 0.8,
+        "zorder": 3,
+    }
 
 
 # --- attention ----------------------------------------------------------------------
@@ -289,7 +406,9 @@ def add_parser(subparsers: Any) -> None:
 def cmd_loss(args: argparse.Namespace, console: Console) -> int:
     require_matplotlib()
     check_picture(args.output)
-    logs = [read_log(path, args.max_data_size) for path in args.logs]
+    logs = read_logs(args.logs, args.max_data_size)
+    for note in filter(None, map(not_drawn, logs)):
+        console.message(f"note: {note}")
     fig = loss_figure(logs, window=args.window)
     save_figure(fig, args.output)
     console.message(f"wrote {args.output}")

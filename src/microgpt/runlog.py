@@ -22,6 +22,7 @@ JSON object with a "step", or the header record.
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from typing import IO, Any
 from microgpt.errors import Name, UsageError
 from microgpt.files import O_NONBLOCK, check_output, kind_of, open_no_follow, read_capped, show
 from microgpt.limits import Limits
+from microgpt.settings import format_size
+from microgpt.train import MAX_STEPS
 
 LOG_FORMAT = "microgpt-log"
 LOG = Name("log")  # the setting that names a run's log
@@ -167,6 +170,7 @@ class RunLog:
     losses: list[float] = field(default_factory=list)
     val_steps: list[int] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
+    size: int = 0  # bytes read
 
     def settings(self) -> dict[str, Any]:
         """What the header says produced the run, as one flat mapping
@@ -196,9 +200,11 @@ class RunLog:
 
 def read_log(path: str | Path, cap: int = DEFAULT_MAX_SIZE) -> RunLog:
     """Read a log of at most `cap` bytes (the `max_data_size` limit); a missing,
-    oversized or malformed file is a one-line UsageError."""
+    oversized or malformed file is a one-line UsageError. A loss may be NaN
+    or infinite (a run can log one); what no run logs is refused."""
     log = RunLog(str(path))
     raw = read_capped(path, cap, "log", "max_data_size")
+    log.size = len(raw)
     try:
         lines = raw.decode("utf-8").splitlines(keepends=True)
     except UnicodeDecodeError:
@@ -211,34 +217,91 @@ def read_log(path: str | Path, cap: int = DEFAULT_MAX_SIZE) -> RunLog:
         except ValueError:
             if number == len(lines) and not line.endswith("\n"):
                 break  # the last line of a killed run, cut short
-            raise UsageError(f"{path}, line {number}: not a JSON record") from None
-        _add(log, record, f"{path}, line {number}")
+            raise UsageError(f"{show(path)}, line {number}: not a JSON record") from None
+        _add(log, record, f"{show(path)}, line {number}")
     return log
+
+
+def read_logs(paths: list[str], cap: int = DEFAULT_MAX_SIZE) -> list[RunLog]:
+    """Read logs of at most `cap` bytes in all: many small logs cost as much
+    memory and time as one large one."""
+    logs, total = [], 0
+    for path in paths:
+        logs.append(read_log(path, cap))
+        total += logs[-1].size
+        if total > cap:
+            raise UsageError(
+                f"the {len(paths)} logs are larger than {format_size(cap)} in all; ",
+                Name("max_data_size"),
+                " SIZE reads more",
+            )
+    return logs
 
 
 def _add(log: RunLog, record: Any, where: str) -> None:
     if not isinstance(record, dict):
         raise UsageError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if "header" in record:
-        if not isinstance(record["header"], dict):
-            raise UsageError(f"{where}: the header is not a JSON object")
-        log.header = record["header"]
+        if record.get("format", LOG_FORMAT) != LOG_FORMAT:
+            raise UsageError(f"{where}: not a microgpt log (its format is not {LOG_FORMAT!r})")
+        log.header = _checked_header(record["header"], where)
     elif "loss" in record:
-        log.steps.append(_number(record, "step", where, int))
-        log.losses.append(_number(record, "loss", where, float))
+        log.steps.append(_step(record, where))
+        log.losses.append(_loss(record, "loss", where))
     elif "val_loss" in record:
-        log.val_steps.append(_number(record, "step", where, int))
-        log.val_losses.append(_number(record, "val_loss", where, float))
+        log.val_steps.append(_step(record, where))
+        log.val_losses.append(_loss(record, "val_loss", where))
 
 
-def _number(record: dict[str, Any], key: str, where: str, kind: type) -> Any:
+# What each part of a header is, when it is there (see `RunLog.settings`).
+HEADER_TYPES: dict[str, tuple[type, str]] = {
+    "settings": (dict, "a JSON object"),
+    "data": (dict, "a JSON object"),
+    "engine": (str, "a string"),
+    "version": (str, "a string"),
+}
+
+
+def _checked_header(header: Any, where: str) -> dict[str, Any]:
+    if not isinstance(header, dict):
+        raise UsageError(f"{where}: the header is not a JSON object")
+    for key, (kind, name) in HEADER_TYPES.items():
+        if header.get(key) is not None and not isinstance(header[key], kind):
+            raise UsageError(f"{where}: the header's {key!r} is not {name}")
+    source = (header.get("data") or {}).get("source")
+    if source is not None and not isinstance(source, str):
+        raise UsageError(f"{where}: the header's data 'source' is not a string")
+    return header
+
+
+def _number(record: dict[str, Any], key: str, where: str) -> int | float:
     value = record.get(key)
     # bool is an int to Python, never a step or a loss
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{where}: {key!r} is not a number")
-    if kind is int and not isinstance(value, int):
-        raise UsageError(f"{where}: {key!r} is not a whole number")
-    return kind(value)
+    return value
+
+
+def _step(record: dict[str, Any], where: str) -> int:
+    step = _number(record, "step", where)
+    if not isinstance(step, int):
+        raise UsageError(f"{where}: 'step' is not a whole number")
+    if not 0 <= step <= MAX_STEPS:
+        raise UsageError(f"{where}: 'step' is out of range (0 to {MAX_STEPS})")
+    return step
+
+
+def _loss(record: dict[str, Any], key: str, where: str) -> float:
+    """A loss as a float: NaN and infinity are kept (a diverged run logs
+    them), and so is a number beyond float's range, as JSON's 1e400 is."""
+    value = _number(record, key, where)
+    try:
+        loss = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        loss = math.inf if value > 0 else -math.inf
+    if loss < 0:  # cross-entropy never is
+        raise UsageError(f"{where}: {key!r} is negative; a loss never is")
+    return loss
 
 
 def differing_settings(logs: list[RunLog]) -> list[dict[str, Any]]:

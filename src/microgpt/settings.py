@@ -8,11 +8,13 @@ checkpoint), the command line's flags take their type, default and help text
 from it, and the command that resumes a run is written from it.
 
     @dataclass(frozen=True)
-    class TrainConfig:
+    class TrainConfig(Settings):
+        what = "training"  # how messages name these settings
         lr: float = setting(0.01, "peak learning rate", Rule("float", low=0.0, low_open=True))
 
-        def __post_init__(self) -> None:
-            check_settings(self)
+`Settings`, the base, checks every field against its rule when the dataclass
+is built (then `check()`, for rules between settings), and reads and writes
+the settings as a dict (`to_dict`, `from_dict`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from microgpt.errors import UsageError
 
@@ -235,6 +237,32 @@ def check_settings(config: Any) -> None:
             raise SettingError(f.name, problem, rule.divides)
 
 
+S = TypeVar("S", bound="Settings")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The base of a settings dataclass (see the module's docstring)."""
+
+    what: ClassVar[str] = "settings"  # messages say "unknown {what} setting(s)"
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        self.check()
+
+    def check(self) -> None:
+        """Rules between settings, after each one passed its own: raise SettingError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[S], data: Any) -> S:
+        """The settings in `data`, refusing keys that are not settings of `cls`."""
+        config: S = from_dict(cls, data, cls.what)
+        return config
+
+
 def from_dict(cls: Any, data: Any, what: str) -> Any:
     """`cls(**data)`, refusing keys that are not settings of `cls`."""
     if not isinstance(data, dict):
@@ -268,18 +296,20 @@ def add_flags(
     unset_default: bool = False,
     renames: dict[str, str] | None = None,
     only: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """Add a flag per declared setting of `cls` to an argparse group.
 
     The flag's destination is the setting's name. With `unset_default` the
     flag defaults to None ("not given", e.g. on --resume: as in the
-    checkpoint); otherwise to the setting's default.
+    checkpoint); otherwise to the setting's default, or to the command's own
+    in `defaults` (e.g. gradcheck's small model).
     """
     for f in declared(cls):
         if not f.metadata["flag"] or (only and f.name not in only):
             continue
         rule: Rule = f.metadata["rule"]
-        default: Any = f.default
+        default: Any = (defaults or {}).get(f.name, f.default)
         shown = "off" if default is None else _number(default) if default != "" else "none"
         if rule.kind == "size" and isinstance(default, int):
             shown = format_size(default)
@@ -299,6 +329,16 @@ def given(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
     names = [f.name for f in declared(cls) if f.metadata["flag"]]
     values = {name: getattr(args, name, None) for name in names}
     return {name: value for name, value in values.items() if value is not None}
+
+
+def from_flags(
+    args: argparse.Namespace, cls: Any, renames: dict[str, str] | None = None, **fixed: Any
+) -> Any:
+    """`cls` built from the flags the user gave; a bad value names its flag."""
+    try:
+        return cls(**fixed, **given(args, cls))
+    except SettingError as exc:
+        raise in_flag_terms(exc, renames) from None
 
 
 def changed_flags(config: Any, renames: dict[str, str] | None = None) -> list[str]:

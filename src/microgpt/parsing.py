@@ -1,0 +1,26 @@
+"""The command line's parser: argparse, with each usage error blamed on the
+command it belongs to, so that it points to the right --help."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A parser whose unknown flags are reported by the (sub)command they
+    were given to: `microgpt sample CKPT --bogus` points to
+    `microgpt sample --help`, not to `microgpt --help`."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        # A subcommand's parser returns first: the innermost command keeps its mark.
+        parsed.__dict__.setdefault("_command_parser", self)
+        return parsed, extras
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = self.parse_known_args(args, namespace)
+        command: argparse.ArgumentParser = parsed.__dict__.pop("_command_parser")
+        if extras:
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
