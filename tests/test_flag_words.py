@@ -34,6 +34,9 @@ NOT_YET_IN_SETTINGS_TERMS = {
 # Command-line parts of other modules: (module, top-level function).
 CLI_FUNCTIONS = {
     ("plot.py", "add_parser"),  # `microgpt plot`
+    ("sample.py", "add_parser"),  # `microgpt sample`
+    ("evaluate.py", "add_parser"),  # `microgpt eval`
+    ("evaluate.py", "cmd_eval"),  # its flags checked against each other
     ("lessons/attention.py", "main"),  # each lesson parses its own arguments
     ("lessons/autograd.py", "main"),
     ("lessons/names.py", "main"),

@@ -87,7 +87,7 @@ def load_data(source: str, limits: Limits, mode: str) -> list[str]:
         return [parse_text(raw, "the bundled names dataset")]
     if is_url(source):
         return [parse_text(fetch_bytes(source, limits), describe_source(source))]
-    raw = read_capped(source, limits.max_data_size, "data file", "--max-data-size")
+    raw = read_capped(source, limits.max_data_size, "data file", "max_data_size")
     return [parse_text(raw, show(source))]
 
 

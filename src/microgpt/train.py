@@ -217,7 +217,9 @@ class Run:
             kept = f" after holding out {held_out:,} for validation" if held_out else ""
             raise UsageError(
                 f"text mode: the text has {len(text) - held_out:,} characters{kept}; a window "
-                f"needs block_size + 1 = {need} (a smaller --block-size or a longer text)"
+                f"needs block_size + 1 = {need} (a smaller ",
+                Name("block_size"),
+                " or a longer text)",
             )
         if held_out:
             self.docs, self.val_docs = [text[:-held_out]], [text[-held_out:]]
