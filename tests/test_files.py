@@ -98,6 +98,7 @@ def test_the_descriptor_is_closed_when_writing_fails(tmp_path: Path) -> None:
 # --- the temporary file -------------------------------------------------------------------
 
 
+@pytest.mark.posix_only("symbolic links")
 def test_the_temporary_file_is_never_made_through_a_link(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -175,6 +176,7 @@ def test_a_replaced_output_keeps_its_permissions(data: Path, tmp_path: Path) -> 
     assert stat.S_IMODE(ckpt.stat().st_mode) == 0o640
 
 
+@pytest.mark.posix_only("symbolic links")
 @pytest.mark.parametrize("nofollow", [files.O_NOFOLLOW, 0], ids=["O_NOFOLLOW", "checked"])
 def test_an_output_is_never_opened_through_a_link(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nofollow: int

@@ -22,6 +22,8 @@ from conftest import PURE_REQUESTED, TINY, assert_one_line_error, lines_of, ok
 
 from microgpt import checkpoint
 
+# Windows simulated on POSIX: where Windows is real, the other tests run there.
+pytestmark = pytest.mark.posix_only("a simulation of Windows on POSIX")
 LONG_STEPS = 100 if PURE_REQUESTED else 1000
 QUIET = [*TINY, "--samples", "0"]
 
