@@ -22,6 +22,7 @@ from microgpt import checkpoint
 from microgpt.data import cache_path, load_documents
 from microgpt.errors import UsageError
 from microgpt.limits import Limits
+from microgpt.settings import flag_of
 from microgpt.train import documents_fingerprint
 
 NAMES = Server.NAMES
@@ -42,8 +43,8 @@ SMALL = Limits(max_data_size=64 * 1024, download_timeout=10)
         ("empty", "the body is empty (no documents)"),
         ("html", "the server sent a web page (HTML), not a text file"),
         ("binary", "the body is binary (holds NUL bytes), not text"),
-        ("declared_huge", "larger than 64.0 KiB; --max-data-size SIZE reads more"),
-        ("endless", "larger than 64.0 KiB; --max-data-size SIZE reads more"),
+        ("declared_huge", "larger than 64.0 KiB; max_data_size SIZE reads more"),
+        ("endless", "larger than 64.0 KiB; max_data_size SIZE reads more"),
         ("missing", "HTTP 404"),
     ],
 )
@@ -63,8 +64,10 @@ def test_a_bad_download_is_one_line_and_never_cached(
 
 def test_a_dripping_server_meets_the_overall_deadline(server: Server, tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(UsageError, match=r"not complete after 1 s \(--download-timeout"):
+    # From Python the message names the setting; the command line its flag.
+    with pytest.raises(UsageError, match=r"not complete after 1 s \(download_timeout") as info:
         load_documents(f"{server.base}/drip", Limits(download_timeout=1.0))
+    assert "(--download-timeout SECONDS allows more)" in info.value.worded(flag_of)
     assert time.monotonic() - started < 2.5  # not 100 reads of 0.2 s
     assert cached(tmp_path) == []
 

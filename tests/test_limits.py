@@ -4,6 +4,7 @@ OS errors on the paths a user named are one line naming the option and path."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -15,10 +16,11 @@ import pytest
 from conftest import DOCS, TINY, microgpt_cli
 from conftest import assert_one_line_error as one_line
 
-from microgpt import Value, cli
-from microgpt.errors import MAX_MESSAGE
+from microgpt import Value, cli, limits
+from microgpt.errors import MAX_MESSAGE, UsageError
 from microgpt.limits import BASELINE_BYTES, NODE_BYTES, Limits, check_fits, estimated_memory
 from microgpt.nn import GPTConfig
+from microgpt.settings import flag_of
 from microgpt.train import Run, TrainConfig
 
 # --- sizes -----------------------------------------------------------------------------------
@@ -109,6 +111,23 @@ def test_check_fits_from_python() -> None:
     check_fits(config, Limits(), "here")
     with pytest.raises(Exception, match="here: a model with n_layer 1, n_embd 16"):
         check_fits(config, Limits(max_memory=1024), "here")
+
+
+def test_a_machine_that_will_not_say_its_memory_is_not_given_a_made_up_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on Windows without its API: no sysconf. There is no cap to compare
+    # with (not a guess of 16 TiB), and the note says so, naming the setting.
+    monkeypatch.delattr(os, "sysconf", raising=False)
+    monkeypatch.setattr(limits, "_windows_memory", lambda: None)
+    assert Limits().memory_limit()[0] is None
+    check_fits(GPTConfig(vocab_size=27, n_embd=4096, n_head=4), Limits(), "here")
+    note = Limits().memory_note()
+    assert "this machine's memory is unknown" in str(note)
+    assert note.worded(flag_of).endswith("; --max-memory SIZE sets a cap")
+    assert not Limits(max_memory=2**30).memory_note()  # a cap given: nothing to say
+    with pytest.raises(UsageError, match=r"allowed \(max_memory\)$"):
+        check_fits(GPTConfig(vocab_size=27), Limits(max_memory=1024), "here")
 
 
 @pytest.mark.parametrize(

@@ -252,9 +252,9 @@ def test_a_stale_lock_file_does_not_block(data: Path, tmp_path: Path) -> None:
 
 def test_output_lock_in_process(tmp_path: Path) -> None:
     target = tmp_path / "c.json"
-    first = files.OutputLock(target, "--out", target).acquire()
+    first = files.OutputLock(target).acquire()
     with pytest.raises(UsageError, match=f"(process {os.getpid()})"):
-        files.OutputLock(target, "--out", target).acquire()
+        files.OutputLock(target).acquire()
     first.release()
-    files.OutputLock(target, "--out", target).acquire().release()
+    files.OutputLock(target).acquire().release()
     assert list(tmp_path.iterdir()) == []

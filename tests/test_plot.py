@@ -449,10 +449,10 @@ def test_without_matplotlib_the_error_says_how_to_install_it(
     assert not (tmp_path / "x.png").exists()
 
 
-def test_check_output_refuses_a_folder(tmp_path: Path) -> None:
+def test_check_picture_refuses_a_folder(tmp_path: Path) -> None:
     (tmp_path / "pic.png").mkdir()
-    with pytest.raises(UsageError, match="not a regular file"):
-        plot.check_output(tmp_path / "pic.png")
+    with pytest.raises(UsageError, match="is a directory; give a file name"):
+        plot.check_picture(tmp_path / "pic.png")
 
 
 def test_a_log_is_read_only_up_to_its_cap(trained: dict[str, Path], tmp_path: Path) -> None:

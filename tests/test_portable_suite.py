@@ -46,6 +46,10 @@ def test_the_suite_collects_where_posix_only_names_are_missing(
 
     def collect(env: dict[str, str] | None) -> tuple[int, list[str], str]:
         command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        # platformdirs' plugin (installed with the notebook tests' jupyter_core)
+        # picks its POSIX module by sys.platform, which the simulation keeps:
+        # on Windows it would take its Windows one. Not microgpt's code.
+        command += ["-p", "no:platformdirs"]
         # bench/ on the path as pyproject.toml puts it, also where there is none (run_suite.py)
         command += ["-o", f"pythonpath={TESTS.parent / 'bench'}", str(TESTS)]
         result = subprocess.run(

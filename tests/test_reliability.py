@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DOCS, PURE_REQUESTED, TINY, assert_one_line_error, lines_of, microgpt_cli
+from conftest import (
+    DOCS,
+    PURE_REQUESTED,
+    TINY,
+    assert_one_line_error,
+    lines_of,
+    microgpt_cli,
+)
 
 from microgpt import checkpoint
 
@@ -508,9 +515,14 @@ def test_save_every_bounds_the_work_lost_to_a_kill(tmp_path: Path) -> None:
     assert logged == list(range(1, saved + 1))
 
 
-@pytest.mark.posix_only("SIGINT and SIGTERM to a child that saves")
-@pytest.mark.parametrize("signum, with_out", [(signal.SIGTERM, True), (signal.SIGINT, False)])
-def test_stop_signal_between_steps(tmp_path: Path, signum: int, with_out: bool) -> None:
+@pytest.mark.posix_only("SIGINT, SIGTERM and SIGHUP to a child that saves")
+@pytest.mark.parametrize(
+    "name, with_out",
+    # SIGHUP (the terminal closed) as SIGTERM
+    [("SIGTERM", True), ("SIGINT", False), ("SIGHUP", True)],
+)
+def test_stop_signal_between_steps(tmp_path: Path, name: str, with_out: bool) -> None:
+    signum = getattr(signal, name)
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
     ckpt = tmp_path / "ckpt.json"
@@ -563,10 +575,10 @@ def test_an_output_folder_that_refuses_writes_fails_before_training(
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
 
-    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+    def refuse(*args: object, **kwargs: object) -> int:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files, "open_no_follow", refuse)
     out = tmp_path / "c.json"
     assert cli.main(["train", "--data", str(data), *TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err

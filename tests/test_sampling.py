@@ -127,7 +127,7 @@ def test_top_k_draws_only_among_the_k_likeliest() -> None:
 
 
 def test_a_long_prompt_needs_the_sliding_context(lines_run: Run) -> None:
-    with pytest.raises(UsageError, match="--max-new-tokens N lets the context slide"):
+    with pytest.raises(UsageError, match="max_new_tokens N lets the context slide"):
         sample(lines_run.model, lines_run.tokenizer, random.Random(0), 0.5, "isabellaso")
 
 

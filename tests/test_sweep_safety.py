@@ -25,6 +25,7 @@ from conftest import assert_one_line_error as refused
 from microgpt import checkpoint
 from microgpt.errors import UsageError
 from microgpt.limits import Limits
+from microgpt.settings import flag_of
 from microgpt.sweep import plan, record
 
 # A run that is still training a few seconds after it starts.
@@ -444,8 +445,9 @@ def test_checkpoints_are_read_with_the_sweeps_limits(data: Path, tmp_path: Path)
              "--out", out))  # fmt: skip
     spec = plan.plan({"lr": ["0.01"]}, [], out)[0]
     assert record.progress(spec, Limits()) == (3, 3)
-    with pytest.raises(UsageError, match="max-checkpoint-size"):
+    with pytest.raises(UsageError, match="max_checkpoint_size SIZE reads more") as info:
         record.progress(spec, Limits(max_checkpoint_size=100))
+    assert "--max-checkpoint-size SIZE reads more" in info.value.worded(flag_of)
 
 
 # --- killed at random moments ------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from array import array
 from collections.abc import Callable
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from microgpt.data import Tokenizer
-from microgpt.errors import UsageError
-from microgpt.files import check_output, read_capped, show, write_atomic
+from microgpt.errors import Name, UsageError
+from microgpt.files import check_output, read_capped, show, write_json_atomic
 from microgpt.limits import Limits, check_fits
 from microgpt.nn import GPT, GPTConfig, weight_shapes
 from microgpt.settings import shorten
@@ -68,10 +67,13 @@ def run_to_dict(run: Run, data_source: str, data_fingerprint: str) -> dict[str, 
     }
 
 
-def check_writable(path: str | Path, option: str = "--out") -> Path:
+OUT = Name("out", "checkpoint")  # the setting that names where a run is saved
+
+
+def check_writable(path: str | Path, name: Name = OUT) -> Path:
     """Fail now, not after an hour of training, if `path` cannot or must not
     hold a checkpoint; returns the file to write (see `microgpt.files`)."""
-    return check_output(path, option, "checkpoint", looks_like_checkpoint)
+    return check_output(path, name, "a microgpt checkpoint", looks_like_checkpoint)
 
 
 def looks_like_checkpoint(path: Path) -> bool:
@@ -93,7 +95,7 @@ def save(run: Run, path: str | Path, data_source: str, data_fingerprint: str) ->
 
     Raises `UnsavableRun`, leaving `path` as it was, if a weight or an Adam
     moment is not a finite number (the run diverged). Never replaces anything
-    but a regular file (OSError)."""
+    but a checkpoint (OSError)."""
     saved = run_to_dict(run, data_source, data_fingerprint)
     for what, mats in (("weights", saved["weights"]), *saved["adam"].items()):
         for name, mat in mats.items():
@@ -101,17 +103,7 @@ def save(run: Run, path: str | Path, data_source: str, data_fingerprint: str) ->
                 for x in row:
                     if not math.isfinite(x):
                         raise UnsavableRun(f"{what}[{name!r}] holds {x!r}")
-    write_json_atomic(path, saved)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    def write(fd: int) -> None:
-        with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as f:
-            json.dump(obj, f, allow_nan=False, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-
-    write_atomic(path, write)
+    write_json_atomic(path, saved, looks_like_checkpoint)
 
 
 # --- reading -----------------------------------------------------------------
@@ -167,7 +159,7 @@ def load(path: str | Path, limits: Limits | None = None) -> Checkpoint:
     The file is read only up to `limits.max_checkpoint_size`, and a model
     whose estimated memory is above the limit is refused before it is built."""
     limits = limits or Limits()
-    raw_bytes = read_capped(path, limits.max_checkpoint_size, "checkpoint", "--max-checkpoint-size")
+    raw_bytes = read_capped(path, limits.max_checkpoint_size, "checkpoint", "max_checkpoint_size")
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError:

@@ -21,17 +21,15 @@ from microgpt import settings as st
 from microgpt.console import Console, StreamFailed
 from microgpt.data import DEFAULT_DATA, Tokenizer, describe_source, load_data, recorded_source
 from microgpt.driver import DriverConfig, Trainer, TrainingFailed
-from microgpt.errors import UsageError, one_line
+from microgpt.errors import UsageError, one_line, worded
 from microgpt.files import show
 from microgpt.limits import Limits, check_fits
 from microgpt.nn import GPTConfig
 from microgpt.runlog import LossLog
 from microgpt.sample import SampleConfig, SamplingFailed, prepare_prompt, printed
+from microgpt.status import EXIT_FAILED, EXIT_USAGE, StopSignals, interrupted_status, stream_status
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 TRAIN_RENAMES = {"num": "samples"}  # `train --samples N` is `sample --num N`
 TRAIN_GROUPS = [
     ("model (defaults: the original microgpt)", GPTConfig),
@@ -123,7 +121,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         ckpt = _resumable(args, ckpt)
     source = args.data if args.data is not None else ckpt.data["source"] if ckpt else DEFAULT_DATA
     with ExitStack() as stack:
-        driver.claim_outputs(stack, out, args.log, [("--data", source), ("--resume", args.resume)])
+        driver.claim_outputs(stack, out, args.log, data=source, resume=args.resume)
         run, docs = _resumed(args, ckpt, source, limits) if ckpt else _started(args, source, limits)
         if run.done:  # resumed without more steps
             return _finished(console, run, str(args.resume), sampling, limits)
@@ -141,9 +139,10 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             stack.callback(log.close)
         target = driver.SaveTarget(out, recorded_source(source), fingerprint) if out else None
         trainer = Trainer(run, reporting, save_to=target, log=log, say=console.message)
-        for line in [version_text(), *driver.describe_run(run, describe_source(source), docs)]:
-            console.message(line)
-        with driver.StopSignals() as stop:
+        opening = driver.describe_run(run, describe_source(source), docs)
+        for line in filter(None, [version_text(), *opening, limits.memory_note()]):
+            console.message(worded(line, st.flag_of))
+        with StopSignals() as stop:
             outcome = trainer.train(stop)
     if outcome.status != "done":
         command = _resume_command(args, out, [reporting, sampling, limits]) if out else ""
@@ -230,7 +229,7 @@ def _resume_command(args: argparse.Namespace, out: str, configs: list[Any]) -> s
     return shlex.join(words)
 
 
-def _stopped(console: Console, outcome: driver.Outcome, total: int, command: str) -> int:
+def _stopped(console: Console, outcome: driver.TrainingOutcome, total: int, command: str) -> int:
     how = f"resume with: {command}" if outcome.saved else "nothing saved (no --out given)"
     if outcome.stream is not None:
         console.try_message(
@@ -265,17 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, console))
     except UsageError as exc:
-        return _failed(console, str(exc), EXIT_USAGE)
+        return _failed(console, worded(exc, st.flag_of), EXIT_USAGE)
     except (TrainingFailed, SamplingFailed) as exc:
-        return _failed(console, str(exc), EXIT_FAILED)
+        return _failed(console, worded(exc, st.flag_of), EXIT_FAILED)
     except StreamFailed as exc:
-        status = driver.Outcome("stream", 0, False, stream=exc).exit_status
-        return _failed(console, str(exc), status)
-    except KeyboardInterrupt:
+        return _failed(console, str(exc), stream_status(exc.broken_pipe))
+    except KeyboardInterrupt as exc:
         console.try_message("microgpt: interrupted")
-        return EXIT_INTERRUPTED
+        return interrupted_status(exc)
     except BrokenPipeError as exc:  # e.g. a lesson's print() into `| head`
-        return _failed(console, str(console.fail("stdout", exc)), driver.EXIT_BROKEN_PIPE)
+        return _failed(console, str(console.fail("stdout", exc)), stream_status(True))
     except OSError as exc:
         # The system refused something mid-run (disk full, file gone...).
         where = f" {show(exc.filename)}" if exc.filename else ""

@@ -21,8 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from microgpt.errors import UsageError
-from microgpt.files import read_capped, show, write_atomic
+from microgpt.errors import Name, UsageError
+from microgpt.files import read_capped, show, write_bytes_atomic
 from microgpt.limits import Limits
 from microgpt.settings import format_size
 
@@ -72,7 +72,7 @@ def describe_source(source: str) -> str:
 
 def recorded_source(source: str) -> str:
     """The data source a checkpoint records: a file as an absolute path, so that
-    --resume works from any folder; a URL without its password."""
+    a resumed run works from any folder; a URL without its password."""
     if source == DEFAULT_DATA:
         return source
     return without_credentials(source) if is_url(source) else os.path.abspath(source)
@@ -87,7 +87,7 @@ def load_data(source: str, limits: Limits, mode: str) -> list[str]:
         return [parse_text(raw, "the bundled names dataset")]
     if is_url(source):
         return [parse_text(fetch_bytes(source, limits), describe_source(source))]
-    raw = read_capped(source, limits.max_data_size, "data file", "--max-data-size")
+    raw = read_capped(source, limits.max_data_size, "data file", "max_data_size")
     return [parse_text(raw, show(source))]
 
 
@@ -102,7 +102,7 @@ def load_documents(source: str = DEFAULT_DATA, limits: Limits | None = None) -> 
         return parse_documents(raw, "the bundled names dataset")
     if is_url(source):
         return parse_documents(fetch_bytes(source, limits), describe_source(source))
-    raw = read_capped(source, limits.max_data_size, "data file", "--max-data-size")
+    raw = read_capped(source, limits.max_data_size, "data file", "max_data_size")
     return parse_documents(raw, show(source))
 
 
@@ -176,7 +176,7 @@ def fetch_bytes(url: str, limits: Limits) -> bytes:
     shown = describe_source(url)
     if target.is_file():
         try:
-            raw = read_capped(target, limits.max_data_size, "cached download", "--max-data-size")
+            raw = read_capped(target, limits.max_data_size, "cached download", "max_data_size")
             parse_documents(raw, shown)
             _check_text(raw, shown)
             return raw
@@ -185,20 +185,13 @@ def fetch_bytes(url: str, limits: Limits) -> bytes:
     raw = download(url, limits)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, lambda fd: _write_all(fd, raw))
+        write_bytes_atomic(target, raw)
     except OSError as exc:
         folder = show(target.parent)
         raise UsageError(
             f"cannot write the download cache {folder}: {exc.strerror or exc}"
         ) from None
     return raw
-
-
-def _write_all(fd: int, raw: bytes) -> None:
-    view = memoryview(raw)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)
 
 
 def download(url: str, limits: Limits) -> bytes:
@@ -221,8 +214,9 @@ def download(url: str, limits: Limits) -> bytes:
     if not outcome:
         stop.set()
         raise UsageError(
-            f"cannot download {shown}: not complete after {limits.download_timeout:g} s "
-            f"(--download-timeout SECONDS allows more)"
+            f"cannot download {shown}: not complete after {limits.download_timeout:g} s (",
+            Name("download_timeout"),
+            " SECONDS allows more)",
         )
     result = outcome[0]
     if isinstance(result, BaseException):
@@ -302,7 +296,9 @@ def _read_body(response: object, cap: int, shown: str, stop: threading.Event) ->
 
 def _too_big(shown: str, cap: int) -> UsageError:
     return UsageError(
-        f"cannot download {shown}: larger than {format_size(cap)}; --max-data-size SIZE reads more"
+        f"cannot download {shown}: larger than {format_size(cap)}; ",
+        Name("max_data_size"),
+        " SIZE reads more",
     )
 
 

@@ -12,7 +12,7 @@ loss of the last 100 steps), log the validation loss every `eval_every`
 steps, and call any extra `hooks`; with `monitor_every`, it prints the
 gradient report of every such step between backward() and the update. At
 the end: the validation loss (if documents were held out) and a summary.
-A stop request (Ctrl-C, SIGTERM; see `StopSignals`) or a failed output
+A stop request (Ctrl-C, SIGTERM, SIGHUP; see `status.StopSignals`) or a failed output
 stream stops it between two steps, after saving the last completed one; a
 loss or gradient that stops being a number saves the last good step and
 raises `TrainingFailed`.
@@ -21,29 +21,26 @@ raises `TrainingFailed`.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 import microgpt
 from microgpt import checkpoint
 from microgpt.console import StreamFailed
-from microgpt.errors import UsageError
+from microgpt.errors import Name, Part, Text, UsageError, WordedError
 from microgpt.files import OutputLock, refuse_same_file, show
 from microgpt.monitor import gradient_report
-from microgpt.runlog import LOG_FORMAT, MEAN_WINDOW, LossLog
+from microgpt.runlog import LOG, LOG_FORMAT, MEAN_WINDOW, LossLog
 from microgpt.settings import Rule, Settings, setting
+from microgpt.status import EXIT_INTERRUPTED, EXIT_OK, StopSignals, signal_status, stream_status
 from microgpt.train import NonFiniteLoss, Run, truncation_note
 
-EXIT_FAILED = 1
-EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # as a shell reports a writer killed by SIGPIPE
-DIVERGED_HINT = "try a smaller --lr or --grad-clip"
+DIVERGED_HINT: tuple[Part, ...] = ("try a smaller ", Name("lr"), " or ", Name("grad_clip"))
 StepHook = Callable[[Run, float, float], None]  # (run, loss, lr) after each step
 
 
@@ -72,15 +69,15 @@ class SaveTarget:
     path: str
     data_source: str
     fingerprint: str
-    option: str = "--out"
+    name: Name = checkpoint.OUT
 
 
-class TrainingFailed(Exception):
+class TrainingFailed(WordedError):
     """Training cannot go on (the loss diverged, an output cannot be written)."""
 
 
 @dataclass(frozen=True)
-class Outcome:
+class TrainingOutcome:
     """How `Trainer.train` ended: "done", "stopped" (a signal asked) or
     "stream" (stdout or stderr failed)."""
 
@@ -95,52 +92,31 @@ class Outcome:
         """0 done; 128 + the signal if stopped (130 Ctrl-C, 143 SIGTERM); 141
         if a stream's reader went away, 1 if it failed otherwise."""
         if self.status == "stopped":
-            return 128 + (self.signal or signal.SIGINT)
+            return signal_status(self.signal) if self.signal is not None else EXIT_INTERRUPTED
         if self.stream is not None:
-            return EXIT_BROKEN_PIPE if self.stream.broken_pipe else EXIT_FAILED
-        return 0
+            return stream_status(self.stream.broken_pipe)
+        return EXIT_OK
 
 
-class StopSignals:
-    """Turns the first Ctrl-C (or SIGTERM, as sent by `kill` and job
-    schedulers) into a request checked between steps, so a step is never left
-    half applied; a second one stops at once (KeyboardInterrupt)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested: int | None = None  # the signal received
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        for signum in self.SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested is not None:
-            raise KeyboardInterrupt
-        self.requested = signum
+DATA = Name("data")
+RESUME = Name("resume", "checkpoint to resume")
 
 
 def claim_outputs(
-    stack: ExitStack, out: str | None, log: str | None, inputs: list[tuple[str, str | None]]
+    stack: ExitStack, out: str | None, log: str | None, data: str | None, resume: str | None
 ) -> None:
-    """Check a run's checkpoint (--out) and loss log (--log) before anything
-    is written, refuse either if it is one of the `inputs` ((option, path)
-    pairs) or each other, and lock both for this run until `stack` closes."""
+    """Check a run's checkpoint (`out`) and loss log (`log`) before anything
+    is written, refuse either if it is one of the run's inputs (`data`, the
+    checkpoint it resumes) or each other (a run's checkpoint may be the one
+    it resumes), and lock both for this run until `stack` closes."""
     if out is not None:
         target = checkpoint.check_writable(out)
-        refuse_same_file("--out", out, [(o, p) for o, p in inputs if o != "--resume"])
-        stack.callback(OutputLock(target, "--out", out).acquire().release)
+        refuse_same_file(checkpoint.OUT, out, [(DATA, data)])
+        stack.callback(OutputLock(target, checkpoint.OUT, out).acquire().release)
     if log is not None:
-        refuse_same_file("--log", log, [*inputs, ("--out", out)])
+        refuse_same_file(LOG, log, [(DATA, data), (RESUME, resume), (checkpoint.OUT, out)])
         target = LossLog.check(log)
-        stack.callback(OutputLock(target, "--log", log).acquire().release)
+        stack.callback(OutputLock(target, LOG, log).acquire().release)
 
 
 def _stderr(line: str) -> None:
@@ -226,14 +202,16 @@ def log_header(run: Run, data_source: str, fingerprint: str) -> dict[str, Any]:
     }
 
 
-def describe_run(run: Run, source: str, docs: list[str]) -> list[str]:
+def describe_run(run: Run, source: str, docs: list[str]) -> list[Text]:
     """What a run is about to do, in a line (and a note if documents will be cut)."""
     total, text_mode = run.train_config.steps, run.train_config.text_mode
     size = f"text of {len(docs[0]):,} characters" if text_mode else f"{len(docs)} documents"
     lines = [
-        f"data: {source} ({size}, vocabulary {run.tokenizer.vocab_size}); "
-        f"parameters: {len(run.model.params)}; "
-        + (f"steps {run.step + 1}..{total}" if not run.done else f"all {total} steps done")
+        Text(
+            f"data: {source} ({size}, vocabulary {run.tokenizer.vocab_size}); "
+            f"parameters: {len(run.model.params)}; "
+            + (f"steps {run.step + 1}..{total}" if not run.done else f"all {total} steps done")
+        )
     ]
     note = truncation_note(docs, run.model.config.block_size, text_mode)
     return lines + [note] if note else lines
@@ -261,9 +239,11 @@ class Trainer:
 
     def __post_init__(self) -> None:
         if self.config.eval_every and not self.run.val_docs:
-            raise UsageError("--eval-every needs held-out documents: pass --val-fraction too")
+            raise UsageError(
+                Name("eval_every"), " needs held-out documents: pass ", Name("val_fraction"), " too"
+            )
 
-    def train(self, stop: StopSignals | None = None) -> Outcome:
+    def train(self, stop: StopSignals | None = None) -> TrainingOutcome:
         run = self.run
         progress = Progress(self.say, run, self.config.log_every)
         validation = Validation(self.say, self.log, self.config.eval_every)
@@ -272,7 +252,7 @@ class Trainer:
             while not run.done:
                 if stop is not None and stop.requested is not None:
                     saved = self._save_on_exit("interrupted")
-                    return Outcome("stopped", run.step, saved, signal=stop.requested)
+                    return TrainingOutcome("stopped", run.step, saved, signal=stop.requested)
                 lr = run.lr_at(run.step)
                 loss = self._step()
                 self._record(loss, lr)
@@ -286,8 +266,8 @@ class Trainer:
             self.say(progress.summary(run.step, val_loss))
         except StreamFailed as failure:
             saved = self._save_on_exit("an output stream failed")
-            return Outcome("stream", run.step, saved, stream=failure)
-        return Outcome("done", run.step, self.save_to is not None)
+            return TrainingOutcome("stream", run.step, saved, stream=failure)
+        return TrainingOutcome("done", run.step, self.save_to is not None)
 
     def _step(self) -> float:
         every = self.config.monitor_every
@@ -299,8 +279,10 @@ class Trainer:
                 self.save("last good step")
             except TrainingFailed as exc:
                 # The update before the bad loss already broke the weights.
-                raise TrainingFailed(f"{failure}; {exc} ({DIVERGED_HINT})") from None
-            raise TrainingFailed(f"{failure} ({DIVERGED_HINT})") from None
+                raise TrainingFailed(
+                    f"{failure}; ", *exc.text.parts, " (", *DIVERGED_HINT, ")"
+                ) from None
+            raise TrainingFailed(f"{failure} (", *DIVERGED_HINT, ")") from None
 
     def _monitor(self, run: Run) -> None:
         """The gradient report of the step in progress (after backward)."""
@@ -322,8 +304,9 @@ class Trainer:
                 saved = False
             kept = f"; saved {show(self.save_to.path)}" if saved and self.save_to else ""
             raise TrainingFailed(
-                f"{log.option} {show(log.path)}: cannot write at step {self.run.step}: "
-                f"{exc.strerror or exc}{kept}"
+                log.name,
+                f" {show(log.path)}: cannot write at step {self.run.step}: "
+                f"{exc.strerror or exc}{kept}",
             ) from None
 
     def save(self, reason: str) -> None:
@@ -331,7 +314,7 @@ class Trainer:
         target, run = self.save_to, self.run
         if target is None:
             return
-        where = f"{target.option} {show(target.path)}"
+        where = (target.name, f" {show(target.path)}")
         try:
             if self.log is not None:
                 # The log must hold every step the checkpoint holds, even if the
@@ -340,13 +323,14 @@ class Trainer:
             checkpoint.save(run, target.path, target.data_source, target.fingerprint)
         except OSError as exc:
             raise TrainingFailed(
-                f"{where}: cannot save the checkpoint at step {run.step}: {exc.strerror or exc}"
+                *where, f": cannot save the checkpoint at step {run.step}: {exc.strerror or exc}"
             ) from None
         except checkpoint.UnsavableRun as exc:
             kept = "it is left as it was" if os.path.exists(target.path) else "nothing was saved"
             raise TrainingFailed(
-                f"{where}: cannot save the checkpoint at step {run.step}: the run diverged "
-                f"({exc}); {kept}"
+                *where,
+                f": cannot save the checkpoint at step {run.step}: the run diverged "
+                f"({exc}); {kept}",
             ) from None
         self.say(f"saved {target.path} at step {run.step} ({reason})")
 

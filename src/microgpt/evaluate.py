@@ -21,7 +21,7 @@ from microgpt import checkpoint
 from microgpt import settings as st
 from microgpt.console import Console
 from microgpt.data import Tokenizer, describe_source, load_data
-from microgpt.errors import UsageError
+from microgpt.errors import Name, UsageError
 from microgpt.files import show
 from microgpt.limits import Limits
 from microgpt.train import TrainConfig, documents_fingerprint, evaluation_sequences, mean_loss
@@ -85,26 +85,34 @@ def check_vocabulary(docs: list[str], tokenizer: Tokenizer, data: str, data_mode
         raise UsageError(f"{data}: a text needs at least two characters to predict one")
 
 
+DATA = Name("data")  # where the data to measure comes from
+
+
 def validation_split(ckpt: checkpoint.Checkpoint, limits: Limits) -> tuple[list[str], str]:
     """The run's held-out documents (or end of text), re-read from its data."""
     config: TrainConfig = ckpt.train_config
     where = show(ckpt.path)
     if not config.val_fraction:
         raise UsageError(
-            f"{where}: the run held out nothing for validation (trained without "
-            f"--val-fraction); give the data to measure with --data FILE"
+            f"{where}: the run held out nothing for validation (trained without ",
+            Name("val_fraction"),
+            "); give the data to measure with ",
+            DATA,
+            " FILE",
         )
     source = ckpt.data["source"]
     try:
         docs = load_data(source, limits, config.data_mode)
     except UsageError as exc:
         raise UsageError(
-            f"{where}: cannot read the run's data ({exc}); give it with --data FILE"
+            f"{where}: cannot read the run's data ({exc}); give it with ", DATA, " FILE"
         ) from None
     if documents_fingerprint(docs) != ckpt.data["sha256"]:
         raise UsageError(
             f"{where}: the run's data ({describe_source(source)}) has changed since it was "
-            f"trained, so its validation split is gone; give the data with --data FILE"
+            "trained, so its validation split is gone; give the data with ",
+            DATA,
+            " FILE",
         )
     held_out = ckpt.run(docs).val_docs
     return held_out, f"the validation split of {describe_source(source)}"

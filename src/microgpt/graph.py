@@ -14,7 +14,6 @@ whole graph; `backward()` walks it from the output to the leaves.
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 from collections import deque
@@ -336,15 +335,15 @@ class GraphPicture:
     def save(self, path: str | Path) -> None:
         """Write the picture to `path`, a .png or .svg file, atomically. An
         existing file is replaced only if it is a picture of that format."""
-        from microgpt.files import check_output, show, write_atomic
+        from microgpt.files import OUTPUT, check_output, show, write_bytes_atomic
 
         suffix = Path(path).suffix.lower()
         fmt = PICTURE_FORMATS.get(suffix)
         if fmt is None:
             raise UsageError(f"{show(path)}: a graph picture is a .png or .svg file")
-        target = check_output(path, "save", f"{suffix[1:].upper()} picture", _is_picture(fmt))
-        data = self.render(fmt)
-        write_atomic(target, lambda fd: _write_all(fd, data))
+        is_picture = _is_picture(fmt)
+        target = check_output(path, OUTPUT, f"a microgpt {suffix[1:].upper()} picture", is_picture)
+        write_bytes_atomic(target, self.render(fmt), is_picture)
 
 
 def _is_picture(fmt: str) -> Callable[[Path], bool]:
@@ -356,13 +355,6 @@ def _is_picture(fmt: str) -> Callable[[Path], bool]:
         return head.lstrip().startswith((b"<?xml", b"<svg"))
 
     return check
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    with os.fdopen(fd, "wb", closefd=False) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _matplotlib(fig: Figure, fmt: str) -> bytes:

@@ -9,10 +9,11 @@ GPT can train; each is a setting, and so a flag, to raise.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 from microgpt.backend import COMPILED
-from microgpt.errors import UsageError
+from microgpt.errors import Name, Part, Text, UsageError
 from microgpt.nn import GPTConfig, parameter_count
 from microgpt.settings import Rule, Settings, format_size, setting
 
@@ -63,19 +64,58 @@ class Limits(Settings):
         Rule("size", low=1, optional=True),
     )
 
-    def memory_limit(self) -> tuple[int, str]:
-        """The memory cap in bytes, and where it comes from."""
+    def memory_limit(self) -> tuple[int | None, tuple[Part, ...]]:
+        """The memory cap in bytes (None: there is none, as this machine's
+        memory is unknown), and where it comes from."""
         if self.max_memory is not None:
-            return self.max_memory, "--max-memory"
-        return physical_memory(), "this machine's memory; --max-memory raises it"
+            return self.max_memory, (MAX_MEMORY,)
+        return physical_memory(), ("this machine's memory; ", MAX_MEMORY, " raises it")
+
+    def memory_note(self) -> Text:
+        """A note when no memory cap applies (empty otherwise)."""
+        if self.memory_limit()[0] is not None:
+            return Text()
+        return Text(
+            "note: this machine's memory is unknown, so models are not checked against it; ",
+            MAX_MEMORY,
+            " SIZE sets a cap",
+        )
 
 
-def physical_memory() -> int:
-    """The machine's memory in bytes (a large number where the OS won't say)."""
+MAX_MEMORY = Name("max_memory")
+
+
+def physical_memory() -> int | None:
+    """The machine's memory in bytes; None where the system will not say."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 2**44
+    except (ValueError, OSError, AttributeError):  # Windows has no sysconf
+        return _windows_memory()
+
+
+if sys.platform == "win32":
+    import ctypes
+
+    class _MemoryStatus(ctypes.Structure):
+        """GlobalMemoryStatusEx's MEMORYSTATUSEX (Windows API)."""
+
+        _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong)] + [
+            (name, ctypes.c_ulonglong)
+            for name in ("ullTotalPhys", "ullAvailPhys", "ullTotalPageFile", "ullAvailPageFile")
+            + ("ullTotalVirtual", "ullAvailVirtual", "ullAvailExtendedVirtual")
+        ]
+
+    def _windows_memory() -> int | None:
+        status = _MemoryStatus()
+        status.dwLength = ctypes.sizeof(status)
+        if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+            return None
+        return int(status.ullTotalPhys)
+
+else:
+
+    def _windows_memory() -> int | None:
+        return None
 
 
 def graph_size(config: GPTConfig, positions: int) -> tuple[int, int]:
@@ -123,7 +163,7 @@ def check_fits(
     lower bound ("at least"); with the data's vocabulary, it is the estimate."""
     need = estimated_memory(config, positions, batch)
     cap, source = limits.memory_limit()
-    if need > cap:
+    if cap is not None and need > cap:
         tokens = f" and {config.vocab_size} tokens" if config.vocab_size > 1 else ""
         about = "about" if tokens else "at least"
         tokens += f", a batch of {batch}" if batch > 1 else ""
@@ -131,5 +171,7 @@ def check_fits(
             f"{where}: a model with n_layer {config.n_layer}, n_embd {config.n_embd}, "
             f"block_size {config.block_size}{tokens} has {about} "
             f"{parameter_count(config):,} parameters and needs {about} {format_size(need)} "
-            f"of memory to train, more than the {format_size(cap)} allowed ({source})"
+            f"of memory to train, more than the {format_size(cap)} allowed (",
+            *source,
+            ")",
         )

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 import textwrap
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from microgpt.console import Console
-from microgpt.errors import UsageError
-from microgpt.files import show
+from microgpt.errors import Name, UsageError
+from microgpt.files import check_output, show, write_atomic
 from microgpt.limits import Limits
 from microgpt.runlog import MEAN_WINDOW, RunLog, differing_settings, read_logs
 from microgpt.settings import POSITIVE_INT, add_flags, shorten
@@ -66,42 +64,38 @@ def style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
 # --- output ------------------------------------------------------------------------
 
 
-def check_output(path: str | Path, option: str = "-o") -> None:
+PICTURE = Name("output", "picture")  # the setting that names a picture (`-o`)
+
+
+def check_picture(path: str | Path, name: Name = PICTURE) -> None:
     """Refuse, before any work, a picture path that is not ours to write:
-    a name not ending in .png, a missing folder, or an existing file that
-    is not a PNG (a picture is replaced, nothing else ever is)."""
-    target = Path(path)
-    if target.suffix.lower() != ".png":
-        raise UsageError(f"{option} {path}: pictures are PNG files; give a name ending in .png")
-    folder = target.parent
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: folder {folder} does not exist")
-    if target.exists() or target.is_symlink():
-        if not target.is_file():
-            raise UsageError(f"{option} {path} exists and is not a regular file")
-        try:
-            with open(target, "rb") as f:
-                head = f.read(len(PNG_SIGNATURE))
-        except OSError as exc:
-            raise UsageError(f"{option} {path}: cannot read: {exc.strerror or exc}") from None
-        if head and head != PNG_SIGNATURE:
-            raise UsageError(f"{option} {path} exists and is not a PNG; refusing to overwrite it")
+    a name not ending in .png, or anything `files.check_output` refuses (an
+    existing file that is not a PNG among them: a picture is replaced,
+    nothing else ever is)."""
+    if Path(path).suffix.lower() != ".png":
+        raise UsageError(name, f" {show(path)}: pictures are PNG files; give a name ending in .png")
+    check_output(path, name, "a PNG", _is_png)
 
 
-def save_figure(fig: Figure, path: str | Path, option: str = "-o") -> None:
-    """Write `fig` as a PNG, atomically: a temporary file in the same folder,
-    renamed over `path`, so a failure never leaves half a picture."""
-    check_output(path, option)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def _is_png(path: Path) -> bool:
+    """Whether `path` is empty or starts as a PNG does."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with open(path, "rb") as f:
+            head = f.read(len(PNG_SIGNATURE))
+    except OSError:
+        return False
+    return not head or head == PNG_SIGNATURE
+
+
+def save_figure(fig: Figure, path: str | Path, name: Name = PICTURE) -> None:
+    """Write `fig` as a PNG, atomically (see `files.write_atomic`), so a
+    failure never leaves half a picture."""
+    check_picture(path, name)
+
+    def write(f: BinaryIO) -> None:
+        fig.savefig(f, format="png", dpi=DPI)
+
+    write_atomic(path, write, _is_png)
 
 
 # --- loss curves --------------------------------------------------------------------
@@ -319,7 +313,9 @@ def attention_figure(ckpt_path: str | Path, text: str) -> Figure:
     if len(text) + 1 > config.block_size:
         raise UsageError(
             f"TEXT is {len(text)} characters; this model reads BOS and at most "
-            f"{config.block_size - 1} characters (its --block-size is {config.block_size})"
+            f"{config.block_size - 1} characters (its ",
+            Name("block_size"),
+            f" is {config.block_size})",
         )
     tokens = [ckpt.tokenizer.bos, *ckpt.tokenizer.encode(text)]
     weights = ckpt.model().attention_weights(tokens)
@@ -409,7 +405,7 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_loss(args: argparse.Namespace, console: Console) -> int:
     require_matplotlib()
-    check_output(args.output)
+    check_picture(args.output)
     logs = read_logs(args.logs, args.max_data_size)
     for note in filter(None, map(not_drawn, logs)):
         console.message(f"note: {note}")
@@ -421,7 +417,7 @@ def cmd_loss(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_attention(args: argparse.Namespace, console: Console) -> int:
     require_matplotlib()
-    check_output(args.output)
+    check_picture(args.output)
     save_figure(attention_figure(args.checkpoint, args.text), args.output)
     console.message(f"wrote {args.output}")
     return 0

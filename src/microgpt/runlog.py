@@ -21,7 +21,6 @@ JSON object with a "step", or the header record.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -30,13 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from microgpt.errors import UsageError
-from microgpt.files import check_output, kind_of, read_capped, show
+from microgpt.errors import Name, UsageError
+from microgpt.files import O_NONBLOCK, check_output, kind_of, open_no_follow, read_capped, show
 from microgpt.limits import Limits
 from microgpt.settings import format_size
 from microgpt.train import MAX_STEPS
 
 LOG_FORMAT = "microgpt-log"
+LOG = Name("log")  # the setting that names a run's log
 MAX_LINE = 1 << 16  # no record of ours is near this long
 
 
@@ -63,26 +63,26 @@ class LossLog:
     `LossLog.open(path, resumed_step=N)` continues one, first cutting it back
     to step N (a killed run may have logged steps it never saved)."""
 
-    def __init__(self, path: str | Path, stream: IO[str], option: str = "--log") -> None:
+    def __init__(self, path: str | Path, stream: IO[str], name: Name = LOG) -> None:
         self.path = str(path)
-        self.option = option
+        self.name = name
         self._stream = stream
 
     @classmethod
-    def check(cls, path: str | Path, option: str = "--log") -> Path:
+    def check(cls, path: str | Path, name: Name = LOG) -> Path:
         """Refuse an output that is not ours to write (see `files.check_output`)."""
-        return check_output(path, option, "loss log", looks_like_log)
+        return check_output(path, name, "a microgpt loss log", looks_like_log)
 
     @classmethod
     def open(
         cls,
         path: str | Path,
         resumed_step: int | None = None,
-        option: str = "--log",
+        name: Name = LOG,
         header: dict[str, Any] | None = None,
     ) -> LossLog:
         """`header`, the first record of a new log, is kept by a resumed one."""
-        target = cls.check(path, option)
+        target = cls.check(path, name)
         try:
             fd = _open_regular(target)
             if resumed_step is None:
@@ -91,10 +91,10 @@ class LossLog:
                 os.ftruncate(fd, _bytes_through(fd, resumed_step))
             os.lseek(fd, 0, os.SEEK_END)
             # Line-buffered: a record that cannot be written fails at its own step.
-            stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+            stream = os.fdopen(fd, "a", encoding="utf-8", newline="", buffering=1)
         except OSError as exc:
-            raise UsageError(f"{option} {show(path)}: cannot open: {exc.strerror or exc}") from None
-        log = cls(path, stream, option)
+            raise UsageError(name, f" {show(path)}: cannot open: {exc.strerror or exc}") from None
+        log = cls(path, stream, name)
         if header is not None and resumed_step is None:
             log.record(header)
         return log
@@ -120,15 +120,16 @@ class LossLog:
 
 
 def _open_regular(target: Path) -> int:
-    """Open `target` for writing without blocking on a FIFO, and make sure it
-    is a regular file (it may have changed since it was checked)."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW
-    fd = os.open(target, flags, 0o666)
+    """Open `target` for writing without blocking on a FIFO (where there are
+    FIFOs), and make sure it is a regular file (it may have changed since it
+    was checked)."""
+    fd = open_no_follow(target, os.O_RDWR | os.O_CREAT | O_NONBLOCK)
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise OSError(0, f"it is {kind_of(mode)}; microgpt writes only regular files")
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    if O_NONBLOCK:
+        os.set_blocking(fd, True)
     return fd
 
 
@@ -198,11 +199,11 @@ class RunLog:
 
 
 def read_log(path: str | Path, cap: int = DEFAULT_MAX_SIZE) -> RunLog:
-    """Read a log of at most `cap` bytes (`--max-data-size`); a missing,
+    """Read a log of at most `cap` bytes (the `max_data_size` limit); a missing,
     oversized or malformed file is a one-line UsageError. A loss may be NaN
     or infinite (a run can log one); what no run logs is refused."""
     log = RunLog(str(path))
-    raw = read_capped(path, cap, "log", "--max-data-size")
+    raw = read_capped(path, cap, "log", "max_data_size")
     log.size = len(raw)
     try:
         lines = raw.decode("utf-8").splitlines(keepends=True)
@@ -230,8 +231,9 @@ def read_logs(paths: list[str], cap: int = DEFAULT_MAX_SIZE) -> list[RunLog]:
         total += logs[-1].size
         if total > cap:
             raise UsageError(
-                f"the {len(paths)} logs are larger than {format_size(cap)} in all; "
-                "--max-data-size SIZE reads more"
+                f"the {len(paths)} logs are larger than {format_size(cap)} in all; ",
+                Name("max_data_size"),
+                " SIZE reads more",
             )
     return logs
 

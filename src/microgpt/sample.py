@@ -19,7 +19,7 @@ from microgpt import checkpoint, no_grad
 from microgpt import settings as st
 from microgpt.console import Console
 from microgpt.data import Tokenizer, decode_text
-from microgpt.errors import UsageError
+from microgpt.errors import Name, UsageError
 from microgpt.files import read_capped, show
 from microgpt.limits import Limits
 from microgpt.nn import GPT, Vector, softmax
@@ -79,7 +79,7 @@ def read_prompt(config: SampleConfig, cap: int, text_mode: bool) -> str:
     space, as a document is read)."""
     if not config.prompt_file:
         return config.prompt
-    raw = read_capped(config.prompt_file, cap, "prompt file", "--max-data-size")
+    raw = read_capped(config.prompt_file, cap, "prompt file", "max_data_size")
     text = decode_text(raw, show(config.prompt_file))
     return text if text_mode else text.strip()
 
@@ -99,7 +99,9 @@ def check_prompt(
         raise UsageError(
             f"prompt {shorten(prompt)!r} has {len(prompt)} characters but at most "
             f"{block_size - 1} fit (block_size {block_size}, one position is taken by the "
-            f"start token; --max-new-tokens N lets the context slide past it)"
+            "start token; ",
+            Name("max_new_tokens"),
+            " N lets the context slide past it)",
         )
     return tokenizer.encode(prompt)
 

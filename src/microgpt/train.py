@@ -24,7 +24,7 @@ from typing import Any
 
 from microgpt import no_grad
 from microgpt.data import DATA_MODES, Tokenizer, random_window, text_windows
-from microgpt.errors import UsageError
+from microgpt.errors import Name, Text, UsageError
 from microgpt.nn import GPT, GPTConfig, Value, cross_entropy, vsum
 from microgpt.optim import SCHEDULES, Adam, AdamConfig, clip_grad_norm, scheduled_lr
 from microgpt.settings import Rule, SettingError, setting
@@ -204,8 +204,8 @@ class Run:
         held_out = max(1, int(fraction * len(self.docs)))
         if held_out >= len(self.docs):
             raise UsageError(
-                f"--val-fraction {fraction:g} leaves no training documents "
-                f"(there are {len(self.docs)})"
+                Name("val_fraction"),
+                f" {fraction:g} leaves no training documents (there are {len(self.docs)})",
             )
         self.docs, self.val_docs = self.docs[:-held_out], self.docs[-held_out:]
 
@@ -217,7 +217,9 @@ class Run:
             kept = f" after holding out {held_out:,} for validation" if held_out else ""
             raise UsageError(
                 f"text mode: the text has {len(text) - held_out:,} characters{kept}; a window "
-                f"needs block_size + 1 = {need} (a smaller --block-size or a longer text)"
+                f"needs block_size + 1 = {need} (a smaller ",
+                Name("block_size"),
+                " or a longer text)",
             )
         if held_out:
             self.docs, self.val_docs = [text[:-held_out]], [text[-held_out:]]
@@ -379,18 +381,19 @@ def mean_loss(model: GPT, sequences: Iterable[list[int]]) -> tuple[float, int]:
     return (total / count if count else math.nan), count
 
 
-def truncation_note(docs: list[str], block_size: int, text_mode: bool = False) -> str:
-    """A note on documents that do not fit in the context, or ''. (A text
-    is read in windows of the context: nothing is cut.)"""
+def truncation_note(docs: list[str], block_size: int, text_mode: bool = False) -> Text:
+    """A note on documents that do not fit in the context (empty if none). (A
+    text is read in windows of the context: nothing is cut.)"""
     if text_mode:
-        return ""
+        return Text()
     too_long = [d for d in docs if len(d) >= block_size]
     if not too_long:
-        return ""
+        return Text()
     longest = max(len(d) for d in too_long)
-    return (
+    return Text(
         f"note: {len(too_long)} of {len(docs)} documents have {block_size} or more characters "
         f"(longest {longest}) and are truncated, as in the original: training predicts only "
-        f"their first {block_size} characters, never where they end (a --block-size of "
-        f"{longest + 1} would fit them all)"
+        f"their first {block_size} characters, never where they end (a ",
+        Name("block_size"),
+        f" of {longest + 1} would fit them all)",
     )

@@ -24,6 +24,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from microgpt import Value
+from microgpt.errors import Name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,6 +34,7 @@ HIDDEN = 4
 LEARNING_RATE = 0.1
 MAX_STEPS = 1000
 MARGIN = 0.5
+PLOT = Name("plot", "picture")  # this lesson's --plot
 
 
 class MLP:
@@ -128,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.plot is not None:  # fail before training, not after
-        from microgpt.plot import check_output, require_matplotlib
+        from microgpt.plot import check_picture, require_matplotlib
 
         require_matplotlib()
-        check_output(args.plot, "--plot")
+        check_picture(args.plot, PLOT)
 
     model = MLP(random.Random(args.seed))
     print(f"an MLP 2 -> {HIDDEN} -> 1 with {len(model.params)} parameters, random weights")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None:
         from microgpt.plot import save_figure
 
-        save_figure(boundary_figure(model, step), args.plot, "--plot")
+        save_figure(boundary_figure(model, step), args.plot, PLOT)
         print(f"wrote {args.plot}", file=sys.stderr)
     if all_correct(model):
         print(f"all four points classified correctly after {step} steps")

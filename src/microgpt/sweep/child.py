@@ -59,7 +59,7 @@ def follow(parent: int) -> None:
 
 def _death_signal(orphan: _Orphan) -> bool:
     """Have the kernel signal the parent's death; False where it cannot."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not hasattr(signal, "SIGUSR1"):
         return False
     previous = signal.signal(signal.SIGUSR1, orphan.check)
     try:

@@ -15,7 +15,6 @@ any run starts, and nothing is deleted or replaced before that check.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,10 +25,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from microgpt.errors import UsageError
-from microgpt.files import OutputLock, kind_of, show, write_atomic
+from microgpt.errors import Name, UsageError
+from microgpt.files import OutputLock, kind_of, lock_holder, show, write_text_atomic
 from microgpt.sweep import record
 from microgpt.sweep.plan import Grid, RunSpec, public, public_flags
+
+OUT = Name("out", "sweep folder")  # the setting that names a sweep's folder
 
 MARKER = "sweep.json"
 FORMAT = "microgpt-sweep"
@@ -56,7 +57,7 @@ def claim(out: str, grid: Grid, fixed: list[str], stack: ExitStack) -> Path:
         raise UsageError(f"--out {show(out)} is a file; give a folder for the sweep") from None
     except OSError as exc:
         raise UsageError(f"--out {show(out)}: cannot make the folder: {exc.strerror}") from None
-    stack.callback(OutputLock(folder / MARKER, "--out", out).acquire().release)
+    stack.callback(OutputLock(folder / MARKER, OUT, out).acquire().release)
     grid = {key: [public(value) for value in values] for key, values in grid.items()}
     fixed = public_flags(fixed)
     marker = {"format": FORMAT, "version": VERSION, "grid": grid, "train_flags": fixed}
@@ -121,11 +122,7 @@ def regular_or_missing(path: Path) -> None:
 def _write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=1) + "\n"
 
-    def fill(fd: int) -> None:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-
-    write_atomic(path, fill)
+    write_text_atomic(path, text)
 
 
 # --- run folders -----------------------------------------------------------------------
@@ -191,17 +188,9 @@ def _run_folder(spec: RunSpec) -> None:
 def _held_lock(spec: RunSpec) -> str | None:
     """The process holding a lock train takes on the run's outputs, if any."""
     for name in ("checkpoint.json", "log.jsonl"):
-        path = spec.folder / f".{name}.lock"
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-        finally:
-            os.close(fd)
+        holder = lock_holder(spec.folder / name)
+        if holder is not None:
+            return holder
     return None
 
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from microgpt.files import open_no_follow
 from microgpt.sweep.folder import STOP_FILE
 
 POLL_SECONDS = 0.2
@@ -81,7 +82,7 @@ def _wait(process: subprocess.Popen[bytes], stop: Path) -> int:
 
 
 def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+    return open_no_follow(path, flags)
 
 
 def _last_line(path: Path) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from microgpt import checkpoint
 from microgpt.errors import UsageError
-from microgpt.files import read_capped, show, write_atomic
+from microgpt.files import open_no_follow, read_capped, show, write_text_atomic
 from microgpt.limits import Limits
 from microgpt.runlog import RunLog, read_log
 from microgpt.sweep.plan import RunSpec
@@ -79,13 +79,7 @@ def write(folder: Path, record: RunRecord) -> None:
     """Replace the run's record atomically (never through a link: see `folder`)."""
     text = json.dumps(record.to_dict(), allow_nan=False, indent=1) + "\n"
 
-    def fill(fd: int) -> None:
-        with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    write_atomic(folder / FILE, fill)
+    write_text_atomic(folder / FILE, text)
 
 
 def read(folder: Path) -> RunRecord | None:
@@ -107,7 +101,7 @@ def read(folder: Path) -> RunRecord | None:
 
 
 def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)
+    return open_no_follow(path, flags)
 
 
 def _from_dict(raw: Any) -> RunRecord:
@@ -180,11 +174,11 @@ def _files(spec: RunSpec, limits: Limits) -> RunFiles | None:
     if not os.path.lexists(spec.checkpoint) or not os.path.lexists(spec.log):
         return None
     cap = limits.max_checkpoint_size
-    raw = read_capped(spec.checkpoint, cap, "checkpoint", "--max-checkpoint-size")
+    raw = read_capped(spec.checkpoint, cap, "checkpoint", "max_checkpoint_size")
     ckpt = checkpoint.load(spec.checkpoint, limits)
     if ckpt.step != ckpt.train_config.steps:
         return None
-    log = read_capped(spec.log, limits.max_data_size, "log", "--max-data-size")
+    log = read_capped(spec.log, limits.max_data_size, "log", "max_data_size")
     # as a log's header holds them: through JSON
     settings = json.loads(
         json.dumps({**ckpt.model_config.to_dict(), **ckpt.train_config.to_dict()})

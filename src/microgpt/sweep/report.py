@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from microgpt import plot
 from microgpt.errors import UsageError
-from microgpt.files import write_atomic
+from microgpt.files import write_bytes_atomic
 from microgpt.runlog import MEAN_WINDOW, RunLog, read_log
-from microgpt.sweep.folder import PLOT, RESULTS, regular_or_missing
+from microgpt.sweep.folder import OUT, PLOT, RESULTS, regular_or_missing
 from microgpt.sweep.plan import RunSpec
 from microgpt.sweep.record import RunRecord, RunResult
 
@@ -47,13 +46,7 @@ def write_results(folder: Path, keys: list[str], rows: list[Row]) -> None:
     writer.writerows(rows)
     data = text.getvalue().encode("utf-8")
 
-    def fill(fd: int) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-
-    write_atomic(path, fill)
+    write_bytes_atomic(path, data)
 
 
 def sort_key(rows: list[Row]) -> str:
@@ -92,5 +85,5 @@ def draw(folder: Path, specs: list[RunSpec], cap: int, say: Callable[[str], None
     path = folder / PLOT
     regular_or_missing(path)
     logs: list[RunLog] = [read_log(spec.log, cap) for spec in specs]
-    plot.save_figure(plot.loss_figure(logs, [spec.label for spec in specs]), path, "--out")
+    plot.save_figure(plot.loss_figure(logs, [spec.label for spec in specs]), path, OUT)
     say(f"wrote {path}")

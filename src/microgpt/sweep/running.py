@@ -14,29 +14,22 @@ from __future__ import annotations
 import concurrent.futures as cf
 import importlib
 import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from microgpt import driver
 from microgpt.console import Console
 from microgpt.errors import UsageError
 from microgpt.limits import Limits
 from microgpt.runlog import MEAN_WINDOW
+from microgpt.status import EXIT_FAILED, StopSignals, signal_status, stream_status
 from microgpt.sweep import folder as sweep_folder
 from microgpt.sweep import record, report
 from microgpt.sweep.plan import RunSpec
 from microgpt.sweep.process import POLL_SECONDS, Attempt, train_process
 
 DASK_HINT = 'pip install "microgpt-exact[dask]"'
-
-
-class StopSignals(driver.StopSignals):
-    """train's stop request, with a hang-up (a closed terminal) as one more."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # type: ignore[assignment]
 
 
 class Sweep:
@@ -79,7 +72,7 @@ class Sweep:
         (self.folder / sweep_folder.STOP_FILE).unlink(missing_ok=True)
         return self.report()
 
-    def _wait(self, futures: dict[cf.Future[Attempt], RunSpec], stop: driver.StopSignals) -> None:
+    def _wait(self, futures: dict[cf.Future[Attempt], RunSpec], stop: StopSignals) -> None:
         pending, done_count = set(futures), 0
         while pending:
             done, pending = cf.wait(pending, POLL_SECONDS, cf.FIRST_COMPLETED)
@@ -145,16 +138,16 @@ class Sweep:
                 f"sweep: stopped with {unfinished} runs unfinished; run the same "
                 f"command again to continue"
             )
-            return driver.Outcome("stopped", 0, True, signal=self.stopped_by).exit_status
+            return signal_status(self.stopped_by)
         if self.console.failed is not None:  # stderr went away: the notes were lost
-            return driver.Outcome("stream", 0, True, stream=self.console.failed).exit_status
+            return stream_status(self.console.failed.broken_pipe)
         if self.failed or unfinished:
             failed = self.failed or ["see the notes above"]
             self.say(
                 f"sweep: {unfinished} of {len(self.specs)} runs not finished "
                 f"({', '.join(failed)}); see their stderr.txt"
             )
-            return driver.EXIT_FAILED
+            return EXIT_FAILED
         return 0
 
 
