@@ -15,10 +15,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import PURE_REQUESTED, TINY, assert_one_line_error, lines_of, ok
+from conftest import PURE_REQUESTED, SIMULATED_WINDOWS, TINY, assert_one_line_error, lines_of, ok
 
 from microgpt import checkpoint
 
@@ -148,3 +149,48 @@ def test_a_name_too_long_for_the_temporary_file_is_refused_up_front(
     result = run(windows, "train", "--data", data, *QUIET, "--steps", 2, "--out", long)
     assert_one_line_error(result, "--out", "File name too long", "temporary file")
     assert list(tmp_path.iterdir()) == [data]
+
+
+# On Windows os.kill (and so Popen.send_signal and terminate) with SIGTERM is
+# TerminateProcess: the process ends at once, without its save. Simulated
+# here with SIGKILL, taken before the simulation removes its name.
+TERMINATE_PROCESS = """
+import os as _os
+_kill, _SIGKILL = _os.kill, 9
+_os.kill = lambda pid, signum: _kill(pid, _SIGKILL)
+"""
+
+
+def test_a_stopped_sweep_s_runs_save_where_a_signal_would_kill_them(
+    windows: dict[str, str], data: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "terminate-process"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(SIMULATED_WINDOWS + TERMINATE_PROCESS, "utf-8")
+    env = {**windows, "PYTHONPATH": str(folder)}
+    out = tmp_path / "sweep"
+    command = ["sweep", "--grid", "lr=0.01,0.02", "--data", data, *QUIET, "--steps", LONG_STEPS,
+               "--save-every", 10, "--out", out, "--workers", 2]  # fmt: skip
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "microgpt", *map(str, command)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    ckpts = [out / run / "checkpoint.json" for run in ("lr=0.01", "lr=0.02")]
+    deadline = time.monotonic() + 120
+    while not all(c.exists() for c in ckpts) and time.monotonic() < deadline:
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.02)
+    sweep.send_signal(signal.SIGINT)  # the console's Ctrl-C reaches the sweep alone
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, stderr
+    for ckpt in ckpts:  # each run saved as it stopped: none was terminated
+        said = (ckpt.parent / "stderr.txt").read_text(encoding="utf-8")
+        step = checkpoint.load(ckpt).step
+        assert 0 < step < LONG_STEPS
+        assert f"at step {step} (interrupted)" in said and "interrupted after step" in said
+    again = ok(run(env, *command))
+    assert "0 finished before, 2 to resume, 0 to start" in again.stderr
+    assert all(checkpoint.load(c).step == LONG_STEPS for c in ckpts)

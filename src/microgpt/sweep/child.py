@@ -1,14 +1,19 @@
-"""A sweep's run: `microgpt train`, as a child that stops when its sweep is gone.
+"""A sweep's run: `microgpt train`, as a child that stops when its sweep
+asks it to or is gone.
 
-    python -P -m microgpt.sweep.child PARENT_PID train ARGS...
+    python -P -m microgpt.sweep.child PARENT_PID STOP_FILE train ARGS...
 
-When the process that started it (the sweep, or a Dask worker) dies, even by
-SIGKILL, the run gets one SIGTERM, which train answers by saving its
-checkpoint and stopping, as it does for Ctrl-C. On Linux the kernel tells
-(prctl PR_SET_PDEATHSIG, with SIGUSR1: it is sent each time a thread of the
-parent that the child was handed to ends, and a second SIGTERM would stop
-train without saving, so SIGTERM is sent once, when the parent is gone);
-elsewhere a thread checks the parent every second.
+The run asks itself to stop, once, with SIGTERM (which train answers by
+saving its checkpoint and stopping, as it does for Ctrl-C) when STOP_FILE
+appears (the sweep was stopped: Ctrl-C, SIGTERM, SIGHUP) or when the process
+that started it (the sweep, or a Dask worker) dies, even by SIGKILL. The
+sweep never signals its runs itself: on Windows a signal sent to another
+process is TerminateProcess, which would kill the run without its save, so
+every platform takes this one path. On Linux the kernel tells of the
+parent's death at once (prctl PR_SET_PDEATHSIG, with SIGUSR1: it is sent each
+time a thread of the parent that the child was handed to ends, and a second
+SIGTERM would stop train without saving, hence once); a thread also checks
+the parent and the stop file every WATCH_SECONDS.
 """
 
 from __future__ import annotations
@@ -19,29 +24,37 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from microgpt import cli
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-WATCH_SECONDS = 1.0
+WATCH_SECONDS = 0.2
 
 
 def main(argv: list[str]) -> int:
-    follow(int(argv[0]))
-    return cli.main(argv[1:])
+    follow(int(argv[0]), Path(argv[1]))
+    return cli.main(argv[2:])
 
 
 class _Orphan:
-    """Sends this process SIGTERM once, when its parent is gone."""
+    """Asks this process to stop, once, when its parent is gone or the
+    sweep's stop file appears."""
 
-    def __init__(self, parent: int) -> None:
+    def __init__(self, parent: int, stop_file: Path) -> None:
         self.parent = parent
+        self.stop_file = stop_file
         self.told = False
+        self._once = threading.Lock()  # the watch thread and SIGUSR1 both check
 
     def check(self, *_: object) -> None:
-        if not self.told and os.getppid() != self.parent:
+        if self.told or (os.getppid() == self.parent and not self.stop_file.exists()):
+            return
+        with self._once:
+            if self.told:
+                return
             self.told = True
-            os.kill(os.getpid(), signal.SIGTERM)
+        _stop_this_process()
 
     def watch(self) -> None:
         while not self.told:
@@ -49,12 +62,20 @@ class _Orphan:
             self.check()
 
 
-def follow(parent: int) -> None:
-    """SIGTERM this process, once, when `parent` is no longer its parent."""
-    orphan = _Orphan(parent)
-    if not _death_signal(orphan):
-        threading.Thread(target=orphan.watch, daemon=True).start()
-    orphan.check()  # it may have died before it could be followed
+def follow(parent: int, stop_file: Path) -> None:
+    """Stop this process, once, when `parent` is no longer its parent or
+    `stop_file` exists."""
+    orphan = _Orphan(parent, stop_file)
+    orphan.check()  # before any handler: it may have died, or been stopped, already
+    _death_signal(orphan)
+    threading.Thread(target=orphan.watch, daemon=True).start()
+
+
+def _stop_this_process() -> None:
+    """SIGTERM to this process, as `kill` would send it: train's handler saves
+    and stops; before train has one, the run ends as a killed one would.
+    raise_signal, not os.kill: on Windows os.kill is TerminateProcess."""
+    signal.raise_signal(signal.SIGTERM)
 
 
 def _death_signal(orphan: _Orphan) -> bool:

@@ -5,15 +5,14 @@ The process is the installed package's (`-m microgpt.sweep.child`, never a
 `microgpt.py` of the current folder: it starts in the run's folder, which
 holds only the sweep's files, and with `-P` where Python has it). It runs in
 a session of its own, so a Ctrl-C at the terminal reaches the sweep alone,
-which asks each run to stop once (SIGTERM, through a stop file in the
-sweep's folder that a Dask worker sees too); and it stops when its parent
-dies (see `microgpt.sweep.child`).
+which asks every run to stop through a stop file in the sweep's folder (a
+Dask worker sees it too); the run sees it, or its parent's death, and stops
+itself with a save (see `microgpt.sweep.child`).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,10 @@ from pathlib import Path
 from microgpt.files import open_no_follow
 from microgpt.sweep.folder import STOP_FILE
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.2  # how often the sweep looks at its runs
+
+NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)  # Windows only
+
 # -P: the current folder is not put on the module path (Python 3.11+).
 SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []
 
@@ -39,10 +41,10 @@ class Attempt:
     where: str = ""
 
 
-def command(train_args: list[str]) -> list[str]:
+def command(train_args: list[str], stop: Path) -> list[str]:
     """The command line of a run's process; its parent is this process."""
     child = [sys.executable, *SAFE_PATH, "-m", "microgpt.sweep.child", str(os.getpid())]
-    return [*child, "train", *train_args]
+    return [*child, str(stop.resolve()), "train", *train_args]
 
 
 def train_process(train_args: list[str], folder: str) -> Attempt:
@@ -57,28 +59,18 @@ def train_process(train_args: list[str], folder: str) -> Attempt:
         open(run_folder / "stderr.txt", "a", encoding="utf-8", opener=_no_follow) as err,
     ):
         process = subprocess.Popen(
-            command(train_args),
+            command(train_args, stop),
             cwd=run_folder,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
-            start_new_session=True,
+            start_new_session=True,  # POSIX: a Ctrl-C or hang-up reaches the sweep alone
+            creationflags=NEW_PROCESS_GROUP,  # Windows: the console's Ctrl-C likewise
         )
-        returncode = _wait(process, stop)
+        returncode = process.wait()  # the run stops itself when asked (see child)
     error = _last_line(run_folder / "stderr.txt") if returncode else ""
     where = f"{socket.gethostname()}:{os.getpid()}"
     return Attempt(returncode, time.perf_counter() - started, error, where)
-
-
-def _wait(process: subprocess.Popen[bytes], stop: Path) -> int:
-    asked = False
-    while True:
-        try:
-            return process.wait(POLL_SECONDS)
-        except subprocess.TimeoutExpired:
-            if not asked and stop.exists():
-                process.send_signal(signal.SIGTERM)  # train saves, then exits
-                asked = True  # a second SIGTERM would stop it without saving
 
 
 def _no_follow(path: str, flags: int) -> int:
