@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PURE_REQUESTED, SIMULATED_WINDOWS, TINY, assert_one_line_error, lines_of, ok
+from conftest import (
+    PURE_REQUESTED,
+    SIMULATED_WINDOWS,
+    TINY,
+    assert_one_line_error,
+    lines_of,
+    microgpt_cli,
+    ok,
+)
 
 from microgpt import checkpoint
 
@@ -38,14 +46,8 @@ def windows(simulated_windows: dict[str, str]) -> dict[str, str]:
 def run(
     env: dict[str, str] | None, *args: object, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=cwd,
-    )
+    """`python -m microgpt ARGS` in the environment `env` (None: this one)."""
+    return microgpt_cli(*args, cwd=cwd, env=env)
 
 
 def test_the_simulation_hides_the_posix_names(windows: dict[str, str]) -> None:
