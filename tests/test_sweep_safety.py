@@ -455,17 +455,14 @@ def test_checkpoints_are_read_with_the_sweeps_limits(data: Path, tmp_path: Path)
 CHAOS_STEPS = 100 if PURE_REQUESTED else 1500
 
 
-def kill_once_a_run_trains(sweep: subprocess.Popen[str], out: Path, rng: random.Random) -> int:
-    """SIGTERM `sweep` a random moment after one of its runs has logged a
-    step; how many runs it left stopped mid-way."""
-    before = {p: p.stat().st_size for p in out.glob("*/log.jsonl")}
+def kill_once_a_run_trains(sweep: subprocess.Popen[str], out: Path) -> int:
+    """SIGTERM `sweep` as soon as one of its runs has logged a training step;
+    how many runs it left stopped mid-way."""
     deadline = time.monotonic() + 60
     while sweep.poll() is None and time.monotonic() < deadline:
-        now = {p: p.stat().st_size for p in out.glob("*/log.jsonl")}
-        if now != before:
+        if any('"loss"' in log.read_text(encoding="utf-8") for log in out.glob("*/log.jsonl")):
             break
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 0.2))
+        time.sleep(0.005)
     sweep.send_signal(signal.SIGTERM)
     sweep.communicate(timeout=120)
     assert wait_gone(out) == set()
@@ -487,22 +484,16 @@ def test_a_sweep_killed_at_random_moments_ends_exactly_as_an_uninterrupted_one(
     ok(sweep(*command(calm)))
     out = tmp_path / "chaos"
     cleanup.append(out)
+    # One kill is timed to land mid-run, so resuming is always tested whatever
+    # the machine's load; the random ones after it may land anywhere.
+    assert kill_once_a_run_trains(start(*command(out)), out) > 0
     rng = random.Random(16)
-    signals = [signal.SIGKILL, signal.SIGHUP, signal.SIGTERM] * 2
-    stopped_midway = 0
-    for signum in signals:
+    for signum in [signal.SIGKILL, signal.SIGHUP, signal.SIGTERM] * 2:
         first = start(*command(out))
         time.sleep(rng.uniform(0.2, 2.5))
         first.send_signal(signum)
         first.communicate(timeout=120)
         assert wait_gone(out) == set(), f"runs left after {signal.Signals(signum).name}"
-        for ckpt in out.glob("*/checkpoint.json"):
-            stopped_midway += 0 < checkpoint.load(ckpt).step < CHAOS_STEPS
-    for _ in range(6):  # a loaded machine can put every kill above before or after the runs
-        if stopped_midway:
-            break
-        stopped_midway += kill_once_a_run_trains(start(*command(out)), out, rng)
-    assert stopped_midway > 0  # the kills did land mid-run: resuming was tested
     ok(sweep(*command(out)))
     assert wait_gone(out) == set()
     rows, expected = results(out), results(calm)
