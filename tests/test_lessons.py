@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import assert_one_line_error, microgpt_cli
 
 from microgpt import lessons
 from microgpt.cli import main
@@ -48,6 +49,12 @@ def test_unknown_lesson_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[
     assert main(["lesson", "backprop"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no lesson 'backprop'" in err and "autograd" in err
+
+
+@pytest.mark.parametrize("name", lessons.LESSONS)
+def test_a_lessons_bad_flag_is_a_one_line_error_pointing_to_its_help(name: str) -> None:
+    result = microgpt_cli("lesson", name, "--bogus")
+    assert_one_line_error(result, "--bogus", f"see microgpt lesson {name} --help")
 
 
 # --- autograd -----------------------------------------------------------------------

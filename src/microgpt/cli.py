@@ -13,7 +13,7 @@ import dataclasses
 import shlex
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any, NoReturn
+from typing import Any
 
 import microgpt
 from microgpt import checkpoint, driver, evaluate, gradcheck, lessons, parsing, plot, sample, sweep
@@ -44,20 +44,12 @@ def version_text() -> str:
     return f"microgpt {microgpt.__version__} (engine: {microgpt.backend.describe_engine()})"
 
 
-class _Parser(parsing.CommandParser):
-    """argparse, but a usage error is one line (and exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        line = one_line(f"{self.prog}: error: {message} (see {self.prog} --help)")
-        self.exit(EXIT_USAGE, line + "\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = parsing.Parser(
         prog="microgpt", description="Train a tiny GPT on a list of documents and sample from it."
     )
     parser.add_argument("--version", action="version", version=version_text())
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parsing.Parser)
     sub.required = True
     _add_train(sub)
     sample.add_parser(sub)

@@ -4,7 +4,10 @@ command it belongs to, so that it points to the right --help."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
+
+from microgpt.errors import one_line
+from microgpt.status import EXIT_USAGE
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -24,3 +27,12 @@ class CommandParser(argparse.ArgumentParser):
         if extras:
             command.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+
+class Parser(CommandParser):
+    """argparse, but a usage error is one line (and exit status 2) that
+    points to the command's own --help."""
+
+    def error(self, message: str) -> NoReturn:
+        line = one_line(f"{self.prog}: error: {message} (see {self.prog} --help)")
+        self.exit(EXIT_USAGE, line + "\n")

@@ -18,11 +18,10 @@ Run: microgpt lesson attention      (or: python -m microgpt.lessons.attention)
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 
-from microgpt import Value
+from microgpt import Value, parsing
 from microgpt.data import load_documents
 from microgpt.errors import UsageError
 from microgpt.nn import linear, softmax, vsum  # vsum(xs): sum(xs), node for node
@@ -65,9 +64,7 @@ def print_matrix(weights: list[list[float]], labels: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="microgpt lesson attention", description="causal self-attention"
-    )
+    parser = parsing.Parser(prog="microgpt lesson attention", description="causal self-attention")
     parser.add_argument("--name", default="emma", help="the name the GPT reads in part 2 (emma)")
     args = parser.parse_args(argv)
     if not 1 <= len(args.name) <= BLOCK_SIZE - 1:

@@ -16,16 +16,15 @@ Run: microgpt lesson autograd      (or: python -m microgpt.lessons.autograd)
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from microgpt import Value
+from microgpt import Value, parsing
 from microgpt.gradcheck import gradcheck
 from microgpt.graph import to_dot, tree
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = parsing.Parser(
         prog="microgpt lesson autograd", description="backward() by hand and by machine"
     )
     parser.add_argument("--dot", action="store_true", help="print the graph as Graphviz DOT")

@@ -15,10 +15,10 @@ Run: microgpt lesson names [--steps 200]   (or: python -m microgpt.lessons.names
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
+from microgpt import parsing
 from microgpt.data import load_documents
 from microgpt.monitor import gradient_report
 from microgpt.sample import sample_many
@@ -26,9 +26,7 @@ from microgpt.train import Run, TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="microgpt lesson names", description="train the names GPT"
-    )
+    parser = parsing.Parser(prog="microgpt lesson names", description="train the names GPT")
     parser.add_argument("--steps", type=int, default=200, help="training steps (200)")
     parser.add_argument("--samples", type=int, default=10, help="names to sample (10)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (42)")

@@ -19,12 +19,11 @@ Run: microgpt lesson new_op      (or: python -m microgpt.lessons.new_op)
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable
 
-from microgpt import Value
+from microgpt import Value, parsing
 from microgpt.gradcheck import gradcheck
 
 POINTS = [-3.0, -0.5, 0.0, 1.0, 4.0]
@@ -55,7 +54,7 @@ def value_and_grad(op: Callable[[Value], Value], x: float) -> tuple[float, float
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(
+    parsing.Parser(
         prog="microgpt lesson new_op", description="write an op by hand and check it"
     ).parse_args(argv)
 

@@ -18,12 +18,11 @@ Run: microgpt lesson xor      (or: python -m microgpt.lessons.xor)
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from typing import TYPE_CHECKING
 
-from microgpt import Value
+from microgpt import Value, parsing
 from microgpt.errors import Name
 
 if TYPE_CHECKING:
@@ -123,7 +122,7 @@ def boundary_figure(model: MLP, steps: int, resolution: int = 101) -> Figure:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="microgpt lesson xor", description=__doc__.split("\n")[0])
+    parser = parsing.Parser(prog="microgpt lesson xor", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1, help="seed of the initial weights (1)")
     parser.add_argument(
         "--plot", metavar="FILE.png", help="draw the trained network's decision boundary"
