@@ -19,9 +19,9 @@ from microgpt import errors, settings
 PACKAGE = Path(microgpt.__file__).parent
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
-# The command line's own modules, whole: the `microgpt` command, the
+# The command line's own modules, whole: the `microgpt` command, its parser, the
 # settings' flags and the sweep's command line.
-CLI_MODULES = {"cli.py", "settings.py", "sweep/cli.py"}
+CLI_MODULES = {"cli.py", "parsing.py", "settings.py", "sweep/cli.py"}
 # Documented exceptions, to shrink: the sweep's other parts still word some
 # messages with flags (and plan.py builds `microgpt train` command lines,
 # whose flags are the train command's own API). Each must still need it.
