@@ -11,6 +11,7 @@ from pathlib import Path
 from conftest import DOCS, TINY, TINY_SETTINGS, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint
+from microgpt.driver import Trainer
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
 
@@ -80,3 +81,14 @@ def test_a_shorter_total_is_refused(data: Path, tmp_path: Path) -> None:
             f"got {steps}",
         )
         assert ckpt.read_bytes() == before
+
+
+def test_a_finished_run_trained_again_from_python_says_so_without_a_nan() -> None:
+    run = Run.start(DOCS, TrainConfig(steps=2), **TINY_SETTINGS)
+    said: list[str] = []
+    assert Trainer(run, say=said.append).train().status == "done"
+    assert said[-1].startswith("done: 2 steps")
+    said.clear()
+    assert Trainer(run, say=said.append).train().status == "done"
+    assert said == ["done: nothing to train (all 2 steps were done)"]
+    assert run.step == 2

@@ -162,6 +162,8 @@ class Progress:
     def summary(self, step: int, val_loss: float | None) -> str:
         elapsed, rate = self.rate(step)
         trained = step - self.start_step
+        if not trained:  # a finished run, trained again from Python: no loss to average
+            return f"done: nothing to train (all {step} steps were done)"
         line = (
             f"done: {trained} steps in {duration(elapsed)} ({rate:.1f} steps/s); "
             f"mean loss of the last {len(self.recent)} steps {self.mean():.4f}"
