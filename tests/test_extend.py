@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from conftest import DOCS, TINY, TINY_SETTINGS, assert_one_line_error, microgpt_cli
 
 from microgpt import checkpoint
 from microgpt.driver import Trainer
+from microgpt.runlog import read_log
 from microgpt.train import Run, TrainConfig, documents_fingerprint
 
 
 def records(log: Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in log.read_text().splitlines()[1:]]
+    return [r for r in map(json.loads, log.read_text().splitlines()) if "step" in r]
+
+
+def headers(log: Path) -> list[dict[str, Any]]:
+    return [r["header"] for r in map(json.loads, log.read_text().splitlines()) if "header" in r]
 
 
 def test_an_extended_run_keeps_its_first_steps_and_follows_the_new_schedule(
@@ -37,6 +43,9 @@ def test_an_extended_run_keeps_its_first_steps_and_follows_the_new_schedule(
     schedule = TrainConfig(steps=9)
     assert [r["lr"] for r in extended[4:]] == [schedule.lr_at(s) for s in range(4, 9)]
     assert checkpoint.load(ckpt).step == 9 and checkpoint.load(ckpt).train_config.steps == 9
+    # The log says what made its steps: the extension's header follows step 4.
+    assert [h["settings"]["steps"] for h in headers(log)] == [4, 9]
+    assert read_log(log).settings()["steps"] == 9
 
 
 def test_an_extension_at_a_constant_rate_is_the_longer_run(data: Path, tmp_path: Path) -> None:

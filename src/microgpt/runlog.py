@@ -10,7 +10,9 @@ by `LossLog` and read by `read_log`. One JSON object per line:
 
 `loss` is the float64 exactly as Python's `repr` writes it. The header says
 what produced the run, so that runs can be compared by the settings that
-differ between them; a log without one (an older one) is still read. Lines of
+differ between them; a log without one (an older one) is still read. A
+resumed run whose header differs (an extended run's `steps`, another engine)
+appends its own: the last header describes the steps after it, and the run. Lines of
 other shapes are skipped (a later version may add records), and so is a last
 line cut short by a killed process.
 
@@ -81,21 +83,24 @@ class LossLog:
         name: Name = LOG,
         header: dict[str, Any] | None = None,
     ) -> LossLog:
-        """`header`, the first record of a new log, is kept by a resumed one."""
+        """`header` is the first record of a new log; a resumed log gets it
+        again only where it differs from the log's last header."""
         target = cls.check(path, name)
         try:
             fd = _open_regular(target)
+            last_header = None
             if resumed_step is None:
                 os.ftruncate(fd, 0)
             else:
-                os.ftruncate(fd, _bytes_through(fd, resumed_step))
+                keep, last_header = _bytes_through(fd, resumed_step)
+                os.ftruncate(fd, keep)
             os.lseek(fd, 0, os.SEEK_END)
             # Line-buffered: a record that cannot be written fails at its own step.
             stream = os.fdopen(fd, "a", encoding="utf-8", newline="", buffering=1)
         except OSError as exc:
             raise UsageError(name, f" {show(path)}: cannot open: {exc.strerror or exc}") from None
         log = cls(path, stream, name)
-        if header is not None and resumed_step is None:
+        if header is not None and header != last_header:
             log.record(header)
         return log
 
@@ -133,10 +138,11 @@ def _open_regular(target: Path) -> int:
     return fd
 
 
-def _bytes_through(fd: int, last_step: int) -> int:
-    """How many leading bytes of the log hold whole records up to `last_step`.
-    Records without a step (a header) are kept; a torn or foreign line ends it."""
-    keep = 0
+def _bytes_through(fd: int, last_step: int) -> tuple[int, dict[str, Any] | None]:
+    """How many leading bytes of the log hold whole records up to `last_step`,
+    and the last header record among them. Records without a step (a header)
+    are kept; a torn or foreign line ends it."""
+    keep, header = 0, None
     with os.fdopen(os.dup(fd), "rb") as old:
         old.seek(0)
         while line := old.readline(MAX_LINE):
@@ -150,7 +156,8 @@ def _bytes_through(fd: int, last_step: int) -> int:
             if step is not None and (not isinstance(step, int) or step > last_step):
                 break
             keep += len(line)
-    return keep
+            header = record if "header" in record else header
+    return keep, header
 
 
 # --- reading a log ---------------------------------------------------------------
