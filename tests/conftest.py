@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import importlib
+import json
 import os
 import queue
 import subprocess
@@ -156,6 +157,18 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+def logged_losses(log: Path) -> list[float]:
+    """The training losses a run's log holds, in order (headers skipped)."""
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    return [r["loss"] for r in records if "loss" in r]
+
+
+def train_tiny(data: object, *flags: object) -> subprocess.CompletedProcess[str]:
+    """`microgpt train` of the tiny model on `data`, which must succeed; no
+    samples unless `flags` ask for them (a later flag wins)."""
+    return ok(microgpt_cli("train", "--data", data, *TINY, "--samples", 0, *flags))
 
 
 def assert_one_line_error(

@@ -8,7 +8,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import DOCS, REPO_ROOT, TINY_SETTINGS, microgpt_cli
+from conftest import DOCS, REPO_ROOT, TINY_SETTINGS, microgpt_cli, train_tiny
 
 from microgpt import cli
 from microgpt.limits import BASELINE_BYTES, estimated_memory
@@ -96,28 +96,8 @@ def test_a_batch_too_big_for_memory_is_refused_before_reading(
 def test_the_batch_size_reaches_the_checkpoint_and_log(tmp_path: Path) -> None:
     data, ckpt, log = tmp_path / "d.txt", tmp_path / "c.json", tmp_path / "l.jsonl"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    made = microgpt_cli(
-        "train",
-        "--data",
-        data,
-        "--n-embd",
-        8,
-        "--n-head",
-        2,
-        "--steps",
-        2,
-        "--batch-size",
-        2,
-        "--weight-decay",
-        0.1,
-        "--out",
-        ckpt,
-        "--log",
-        log,
-        "--samples",
-        0,
-    )
-    assert made.returncode == 0, made.stderr
+    train_tiny(data, "--steps", 2, "--batch-size", 2, "--weight-decay", 0.1, "--out", ckpt,
+               "--log", log)  # fmt: skip
     assert '"batch_size":2' in ckpt.read_text() and '"weight_decay":0.1' in ckpt.read_text()
     assert '"batch_size": 2' in log.read_text().splitlines()[0]
     # ...and the command that resumes it needs none of them (the checkpoint has them)

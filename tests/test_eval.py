@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import DOCS, REPO_ROOT, TINY, assert_one_line_error, microgpt_cli
+from conftest import DOCS, REPO_ROOT, TINY, assert_one_line_error, microgpt_cli, train_tiny
 
 from microgpt import checkpoint
 from microgpt.evaluate import evaluate
@@ -21,23 +21,8 @@ PROSE = REPO_ROOT / "tests" / "data" / "prose.txt"
 def text_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A text-mode run with a validation split, and its final val-loss line."""
     path = tmp_path_factory.mktemp("eval") / "text.json"
-    made = microgpt_cli(
-        "train",
-        "--data",
-        PROSE,
-        "--data-mode",
-        "text",
-        *TINY,
-        "--steps",
-        20,
-        "--val-fraction",
-        0.1,
-        "--out",
-        path,
-        "--samples",
-        0,
-    )
-    assert made.returncode == 0, made.stderr
+    made = train_tiny(PROSE, "--data-mode", "text", "--steps", 20, "--val-fraction", 0.1,
+                      "--out", path)  # fmt: skip
     return path, made.stderr
 
 
@@ -101,27 +86,10 @@ def test_eval_refusals_are_one_line(text_ckpt: tuple[Path, str], tmp_path: Path)
 def test_eval_needs_a_split_or_a_file(tmp_path: Path) -> None:
     data, path = tmp_path / "names.txt", tmp_path / "c.json"
     data.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
-    made = microgpt_cli(
-        "train",
-        "--data",
-        data,
-        *TINY,
-        "--steps",
-        2,
-        "--out",
-        path,
-        "--samples",
-        0,
-        "--val-fraction",
-        0.2,
-    )
-    assert made.returncode == 0, made.stderr
+    train_tiny(data, "--steps", 2, "--out", path, "--val-fraction", 0.2)
     assert microgpt_cli("eval", path).returncode == 0
     data.write_text("\n".join(DOCS[:-1]) + "\n", encoding="utf-8")  # the data changed since
     assert_one_line_error(microgpt_cli("eval", path), "has changed since it was trained")
     plain = tmp_path / "plain.json"
-    made = microgpt_cli(
-        "train", "--data", data, *TINY, "--steps", 2, "--out", plain, "--samples", 0
-    )
-    assert made.returncode == 0
+    train_tiny(data, "--steps", 2, "--out", plain)
     assert_one_line_error(microgpt_cli("eval", plain), "the run held out nothing for validation")

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, TINY, TINY_SETTINGS, assert_one_line_error, microgpt_cli
+from conftest import REPO_ROOT, TINY_SETTINGS, assert_one_line_error, microgpt_cli, train_tiny
 
 from microgpt import cli, no_grad
 from microgpt.errors import UsageError
@@ -135,19 +135,7 @@ def test_a_long_prompt_needs_the_sliding_context(lines_run: Run) -> None:
 def ckpt(tmp_path: Path) -> Path:
     data, path = tmp_path / "names.txt", tmp_path / "c.json"
     data.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
-    made = microgpt_cli(
-        "train",
-        "--data",
-        data,
-        "--steps",
-        3,
-        *TINY,
-        "--out",
-        path,
-        "--samples",
-        0,
-    )
-    assert made.returncode == 0, made.stderr
+    train_tiny(data, "--steps", 3, "--out", path)
     return path
 
 

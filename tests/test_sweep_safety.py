@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DOCS, PURE_REQUESTED, TINY, HTTPTestServer, microgpt_cli, ok
+from conftest import DOCS, PURE_REQUESTED, TINY, HTTPTestServer, logged_losses, microgpt_cli, ok
 from conftest import assert_one_line_error as refused
 
 from microgpt import checkpoint
@@ -36,11 +36,6 @@ needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds p
 def results(folder: Path) -> list[dict[str, str]]:
     with open(folder / "results.csv", encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
-
-
-def losses(log: Path) -> list[float]:
-    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-    return [r["loss"] for r in records if "loss" in r]
 
 
 def sweep(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -128,7 +123,7 @@ def test_a_folder_that_is_not_a_sweeps_is_refused_and_left_as_it_was(
     (other / "lr=0.01").mkdir(parents=True)
     (other / "lr=0.01" / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n', encoding="utf-8")
     refused(sweep(*command, "--out", other), "holds no sweep")
-    assert losses(other / "lr=0.01" / "log.jsonl") == [9.0]
+    assert logged_losses(other / "lr=0.01" / "log.jsonl") == [9.0]
 
 
 def test_a_sweep_of_another_grid_is_refused_and_the_same_grid_continues(
@@ -502,7 +497,7 @@ def test_a_sweep_killed_at_random_moments_ends_exactly_as_an_uninterrupted_one(
         for key in ("final_loss", "mean_loss"):
             assert row[key] == calm_row[key]  # repr of the float64: bit for bit
         run = row["run"]
-        assert losses(out / run / "log.jsonl") == losses(calm / run / "log.jsonl")
+        assert logged_losses(out / run / "log.jsonl") == logged_losses(calm / run / "log.jsonl")
 
 
 def test_a_run_record_reads_back_and_a_foreign_one_is_refused(tmp_path: Path) -> None:

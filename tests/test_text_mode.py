@@ -11,7 +11,15 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, TINY, TINY_SETTINGS, assert_one_line_error, microgpt_cli
+from conftest import (
+    REPO_ROOT,
+    TINY,
+    TINY_SETTINGS,
+    assert_one_line_error,
+    logged_losses,
+    microgpt_cli,
+    train_tiny,
+)
 
 from microgpt import checkpoint
 from microgpt.data import random_window, text_windows
@@ -119,10 +127,6 @@ def test_a_text_run_saved_midway_resumes_bit_for_bit(tmp_path: Path) -> None:
     assert resumed.rng.getstate() == whole.rng.getstate()
 
 
-def losses_of(log: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in log.read_text().splitlines()[1:]]
-
-
 def test_an_extended_text_run_at_a_constant_rate_is_the_longer_run(tmp_path: Path) -> None:
     # Three steps, then the run extended to six: with a constant learning
     # rate (the schedule is the only thing an extension changes) it is the
@@ -134,27 +138,13 @@ def test_an_extended_text_run_at_a_constant_rate_is_the_longer_run(tmp_path: Pat
     part = microgpt_cli("train", *common, *const, "--steps", 3, "--out", ckpt, "--log", log)
     rest = microgpt_cli("train", "--resume", ckpt, "--steps", 6, "--log", log, "--samples", 3)
     assert (full.returncode, part.returncode, rest.returncode) == (0, 0, 0), rest.stderr
-    assert losses_of(log) == losses_of(tmp_path / "a.jsonl")  # windows and weights alike
+    assert logged_losses(log) == logged_losses(tmp_path / "a.jsonl")  # windows and weights alike
     assert rest.stdout == full.stdout  # and the random stream after them
 
 
 def test_resuming_in_another_mode_is_refused(tmp_path: Path) -> None:
     ckpt = tmp_path / "c.json"
-    made = microgpt_cli(
-        "train",
-        "--data",
-        PROSE,
-        "--data-mode",
-        "text",
-        *TINY,
-        "--steps",
-        2,
-        "--out",
-        ckpt,
-        "--samples",
-        0,
-    )
-    assert made.returncode == 0, made.stderr
+    train_tiny(PROSE, "--data-mode", "text", "--steps", 2, "--out", ckpt)
     assert_one_line_error(
         microgpt_cli("train", "--resume", ckpt, "--data-mode", "lines", "--steps", 4),
         "--data-mode lines contradicts the checkpoint (--data-mode text)",
@@ -162,23 +152,8 @@ def test_resuming_in_another_mode_is_refused(tmp_path: Path) -> None:
 
 
 def test_text_mode_samples_continue_for_max_new_tokens(tmp_path: Path) -> None:
-    result = microgpt_cli(
-        "train",
-        "--data",
-        PROSE,
-        "--data-mode",
-        "text",
-        *TINY,
-        "--steps",
-        3,
-        "--samples",
-        2,
-        "--max-new-tokens",
-        20,
-        "--prompt",
-        "The ferry",
-    )
-    assert result.returncode == 0, result.stderr
+    result = train_tiny(PROSE, "--data-mode", "text", "--steps", 3, "--samples", 2,
+                        "--max-new-tokens", 20, "--prompt", "The ferry")  # fmt: skip
     samples = result.stdout.removesuffix("\n").split("\n---\n")  # a separator between them
     assert len(samples) == 2
     for sample in samples:
@@ -186,21 +161,7 @@ def test_text_mode_samples_continue_for_max_new_tokens(tmp_path: Path) -> None:
 
 
 def test_describe_says_text_mode_reads_characters(tmp_path: Path) -> None:
-    result = microgpt_cli(
-        "train",
-        "--data",
-        PROSE,
-        "--data-mode",
-        "text",
-        *TINY,
-        "--steps",
-        1,
-        "--samples",
-        0,
-        "--val-fraction",
-        0.1,
-    )
-    assert result.returncode == 0, result.stderr
+    result = train_tiny(PROSE, "--data-mode", "text", "--steps", 1, "--val-fraction", 0.1)
     assert f"text of {len(TEXT):,} characters" in result.stderr
     assert "val loss" in result.stderr and f"({int(0.1 * len(TEXT)):,} characters)" in result.stderr
 
