@@ -50,7 +50,12 @@ def start(*args: object) -> subprocess.Popen[str]:
 
 def processes_of(folder: Path) -> set[int]:
     """The processes whose command line names `folder` (a sweep and its runs)."""
-    pids = set()
+    return set(command_lines_of(folder))
+
+
+def command_lines_of(folder: Path) -> dict[int, bytes]:
+    """The command lines that name `folder`, by process id (zombies left out)."""
+    found = {}
     needle = str(folder).encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -63,8 +68,8 @@ def processes_of(folder: Path) -> set[int]:
         except OSError:
             continue
         if needle in cmdline and not zombie:
-            pids.add(int(entry))
-    return pids
+            found[int(entry)] = cmdline
+    return found
 
 
 def wait_gone(folder: Path, seconds: float = 60) -> set[int]:
@@ -384,6 +389,26 @@ def test_no_secret_is_written_or_printed(server: HTTPTestServer, tmp_path: Path)
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
     assert "***@" in (out / "results.csv").read_text(encoding="utf-8")
+
+
+@needs_proc
+def test_no_secret_is_on_a_runs_command_line(server: HTTPTestServer, tmp_path: Path) -> None:
+    # Any user of the machine can read a process's command line (ps).
+    server.files["a.txt"] = "\n".join(DOCS).encode()
+    secret = "hunter2secret"
+    url = server.base.replace("http://", f"http://ann:{secret}@") + "/a.txt"
+    out = tmp_path / "sweep"
+    running = start("--grid", "lr=0.01,0.02", "--data", url, *TINY, "--steps", CHAOS_STEPS,
+                    "--samples", 0, "--out", out, "--workers", 2)  # fmt: skip
+    runs_seen = set()
+    while running.poll() is None:
+        for pid, line in command_lines_of(out).items():
+            if b"microgpt.sweep.child" in line:
+                runs_seen.add(pid)
+                assert secret.encode() not in line
+        time.sleep(0.005)
+    assert running.wait() == 0, running.communicate()[1]
+    assert len(runs_seen) == 2 and len(results(out)) == 2  # each run was looked at
 
 
 def test_non_ascii_values_under_the_c_locale(tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
 """A sweep's run: `microgpt train`, as a child that stops when its sweep
 asks it to or is gone.
 
-    python -P -m microgpt.sweep.child PARENT_PID STOP_FILE train ARGS...
+    python -P -m microgpt.sweep.child PARENT_PID STOP_FILE < TRAIN_ARGS.json
+
+The train arguments come on standard input as a JSON list of strings, not
+on the command line, which every user of the machine can read (`ps`): a
+`--data` URL may hold a password.
 
 The run asks itself to stop, once, with SIGTERM (which train answers by
 saving its checkpoint and stopping, as it does for Ctrl-C) when STOP_FILE
@@ -19,6 +23,7 @@ the parent and the stop file every WATCH_SECONDS.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -33,8 +38,16 @@ WATCH_SECONDS = 0.2
 
 
 def main(argv: list[str]) -> int:
+    train_args = read_train_args(sys.stdin.read())
     follow(int(argv[0]), Path(argv[1]))
-    return cli.main(argv[2:])
+    return cli.main(["train", *train_args])
+
+
+def read_train_args(text: str) -> list[str]:
+    args = json.loads(text)
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ValueError("a sweep's run expects its train arguments as a JSON list of strings")
+    return args
 
 
 class _Orphan:

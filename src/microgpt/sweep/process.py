@@ -12,6 +12,7 @@ itself with a save (see `microgpt.sweep.child`).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -41,10 +42,11 @@ class Attempt:
     where: str = ""
 
 
-def command(train_args: list[str], stop: Path) -> list[str]:
-    """The command line of a run's process; its parent is this process."""
+def command(stop: Path) -> list[str]:
+    """The command line of a run's process, whose parent is this process (its
+    train arguments go to its standard input: see `microgpt.sweep.child`)."""
     child = [sys.executable, *SAFE_PATH, "-m", "microgpt.sweep.child", str(os.getpid())]
-    return [*child, str(stop.resolve()), "train", *train_args]
+    return [*child, str(stop.resolve())]
 
 
 def train_process(train_args: list[str], folder: str) -> Attempt:
@@ -59,18 +61,30 @@ def train_process(train_args: list[str], folder: str) -> Attempt:
         open(run_folder / "stderr.txt", "a", encoding="utf-8", opener=_no_follow) as err,
     ):
         process = subprocess.Popen(
-            command(train_args, stop),
+            command(stop),
             cwd=run_folder,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
             start_new_session=True,  # POSIX: a Ctrl-C or hang-up reaches the sweep alone
             creationflags=NEW_PROCESS_GROUP,  # Windows: the console's Ctrl-C likewise
         )
+        _hand_over(process, train_args)
         returncode = process.wait()  # the run stops itself when asked (see child)
     error = _last_line(run_folder / "stderr.txt") if returncode else ""
     where = f"{socket.gethostname()}:{os.getpid()}"
     return Attempt(returncode, time.perf_counter() - started, error, where)
+
+
+def _hand_over(process: subprocess.Popen[bytes], train_args: list[str]) -> None:
+    """Give the run its train arguments (on its standard input, never its
+    command line: see `microgpt.sweep.child`)."""
+    assert process.stdin is not None
+    try:
+        with process.stdin:
+            process.stdin.write(json.dumps(train_args).encode("utf-8"))
+    except BrokenPipeError:
+        pass  # the run ended before it read them: its status says how
 
 
 def _no_follow(path: str, flags: int) -> int:
