@@ -57,6 +57,13 @@ def test_a_lessons_bad_flag_is_a_one_line_error_pointing_to_its_help(name: str) 
     assert_one_line_error(result, "--bogus", f"see microgpt lesson {name} --help")
 
 
+def test_the_names_lesson_names_the_value_out_of_range() -> None:
+    too_few = microgpt_cli("lesson", "names", "--steps", 1)
+    assert_one_line_error(too_few, "--steps: must be at least 2, got 1")
+    negative = microgpt_cli("lesson", "names", "--samples", -1)
+    assert_one_line_error(negative, "--samples: must be 0 or more, got -1")
+
+
 # --- autograd -----------------------------------------------------------------------
 
 

@@ -22,17 +22,17 @@ from microgpt import parsing
 from microgpt.data import load_documents
 from microgpt.monitor import gradient_report
 from microgpt.sample import sample_many
+from microgpt.settings import Rule
 from microgpt.train import Run, TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = parsing.Parser(prog="microgpt lesson names", description="train the names GPT")
-    parser.add_argument("--steps", type=int, default=200, help="training steps (200)")
-    parser.add_argument("--samples", type=int, default=10, help="names to sample (10)")
+    steps, samples = Rule("int", low=2), Rule("int", low=0)  # 2: a first and a last loss to compare
+    parser.add_argument("--steps", type=steps.parse, default=200, help="training steps (200)")
+    parser.add_argument("--samples", type=samples.parse, default=10, help="names to sample (10)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (42)")
     args = parser.parse_args(argv)
-    if args.steps < 2 or args.samples < 0:
-        parser.error("--steps must be at least 2 and --samples at least 0")
 
     docs = load_documents()
     run = Run.start(docs, TrainConfig(steps=args.steps, seed=args.seed))
