@@ -22,7 +22,7 @@ from conftest import assert_one_line_error as refused
 from microgpt import plot
 from microgpt.errors import UsageError
 from microgpt.lessons import xor
-from microgpt.runlog import read_log
+from microgpt.runlog import read_log, read_logs
 
 if not os.environ.get("CI"):  # CI installs the plot extra: there its absence fails
     pytest.importorskip("matplotlib")
@@ -309,6 +309,19 @@ def test_validation_losses_are_marks_inside_the_plot(tmp_path: Path) -> None:
     assert all(left < x < right for x in val.get_xdata())
     assert legend_texts(fig)[0].endswith(" (validation 0.100)")
     assert "validation loss" in [t.get_text() for t in fig.legends[1].get_texts()]
+
+
+def test_the_key_says_what_a_step_reads(tmp_path: Path) -> None:
+    def key(*settings: dict[str, object]) -> str:
+        paths = [write_log(tmp_path / f"{i}.jsonl", *curve(3), header={"settings": s})
+                 for i, s in enumerate(settings)]  # fmt: skip
+        fig = plot.loss_figure(read_logs([str(p) for p in paths]))
+        return fig.legends[1].get_texts()[0].get_text()
+
+    assert key({}) == "each step's loss (one document)"  # the defaults: one document a step
+    assert key({"batch_size": 4}, {"batch_size": 4}) == "each step's loss (4 documents)"
+    assert key({"data_mode": "text", "batch_size": 1}) == "each step's loss (one window)"
+    assert key({"batch_size": 1}, {"batch_size": 2}) == "each step's loss"  # they differ
 
 
 @pytest.mark.parametrize("runs", [1, 4, 12, 45])

@@ -188,10 +188,12 @@ def loss_figure(
     `window` steps bold, and the validation loss (where logged) as diamonds
     without a line. The runs' legend is right of the plot, the key to the
     styles below it: neither ever covers a curve or the other."""
+    from matplotlib.ticker import MaxNLocator
+
     labels = distinct(labels if labels is not None else run_labels(logs))
     fig = new_figure(11, 5.5)
     ax = fig.add_subplot()
-    # one document's loss jumps around; over several runs the raw curves are
+    # a step's loss jumps around; over several runs the raw curves are
     # only a backdrop, and the axis follows the means, which are compared
     raw_alpha = 0.2 if len(logs) == 1 else max(0.02, 0.3 / len(logs))
     handles: list[Any] = []
@@ -207,11 +209,26 @@ def loss_figure(
         pad = 0.15 * (high - low) or 0.1
         ax.set_ylim(low - pad, high + pad)
     style(ax, "Training loss", "step", "loss (cross-entropy, nats)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.grid(alpha=0.3)
     has_val = any(isinstance(handle, tuple) for handle in handles)
     _run_legend(fig, handles, texts, has_val)
-    _key(fig, window, has_val)
+    _key(fig, window, has_val, step_reads(logs))
     return fig
+
+
+def step_reads(logs: list[RunLog]) -> str:
+    """What one training step of these runs reads ("one document", "4
+    windows"), where their headers agree on it; "" where they do not."""
+    kinds = set()
+    for log in logs:
+        settings = log.settings()  # a log without a header: the defaults
+        kinds.add((settings.get("data_mode", "lines"), settings.get("batch_size", 1)))
+    if len(kinds) != 1:
+        return ""
+    mode, batch = kinds.pop()
+    thing = "window" if mode == "text" else "document"
+    return f"one {thing}" if batch == 1 else f"{batch} {thing}s"
 
 
 def _draw_run(
@@ -263,12 +280,13 @@ def _run_legend(fig: Figure, handles: list[Any], texts: list[str], has_val: bool
     )
 
 
-def _key(fig: Figure, window: int, has_val: bool) -> None:
+def _key(fig: Figure, window: int, has_val: bool, reads: str) -> None:
     """What each style means, below the plot."""
     from matplotlib.lines import Line2D
 
+    raw = "each step's loss" + (f" ({reads})" if reads else "")
     key = [
-        (Line2D([], [], color="0.4", alpha=0.5, linewidth=0.8), "each step's loss (one document)"),
+        (Line2D([], [], color="0.4", alpha=0.5, linewidth=0.8), raw),
         (Line2D([], [], color="0.4", linewidth=2), f"mean of the last {window} steps"),
     ]
     if has_val:
