@@ -343,3 +343,12 @@ def test_labels_and_op_names_are_shown_as_one_short_line(no_graphviz: None) -> N
     assert box.startswith("price in $\\nafter[...] tax tax")
     assert len(box) <= graph.LABEL_CHARS + len(" | data 2 | grad 4")
     assert "square $of$ x" in texts
+
+
+@pytest.mark.parametrize("show", [graph.tree, graph.to_dot, graph.draw])
+def test_a_number_instead_of_a_value_is_named(show: Any) -> None:
+    loss = Value(2.0) * 3
+    with pytest.raises(
+        TypeError, match=r"got float 6\.0 \(pass the Value itself, not its \.data\)"
+    ):
+        show(loss.data)

@@ -51,6 +51,15 @@ def op_label(node: Value) -> str:
     return name
 
 
+def _check_root(root: object, function: str) -> None:
+    """A learner may pass `loss.data` (a float) where the Value is meant."""
+    if not hasattr(root, "children") or not hasattr(root, "topological_order"):
+        raise TypeError(
+            f"{function}() shows the graph below a Value, got {type(root).__name__} {root!r}"
+            + (" (pass the Value itself, not its .data)" if isinstance(root, float) else "")
+        )
+
+
 def nearest(root: Value, max_nodes: int | None) -> list[Value]:
     """The `max_nodes` nodes nearest `root` (None: all), breadth first from
     the root, so that a cut graph keeps the part nearest the output."""
@@ -92,6 +101,7 @@ def tree(
     deeper than `max_depth`, and any beyond the first `max_nodes`, are left
     out (None: no limit).
     """
+    _check_root(root, "tree")
     names = {id(v): name for name, v in (labels or {}).items()}
     numbers: dict[int, int] = {}  # id(node) -> its #n, once printed
     lines: list[str] = []
@@ -149,6 +159,7 @@ def to_dot(
     gradients. Only the `max_nodes` nodes nearest the root are drawn; where
     more hang below, an edge comes from a "..." node.
     """
+    _check_root(root, "to_dot")
     names = {id(v): name for name, v in (labels or {}).items()}
     order = nearest(root, max_nodes)
     ids = {id(node): f"n{i}" for i, node in enumerate(order)}
@@ -255,6 +266,7 @@ def draw(
     Graphviz's `dot` program; draws `to_dot`'s boxes), or "auto": matplotlib
     when it is installed, else Graphviz when `dot` is on PATH.
     """
+    _check_root(root, "draw")
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {', '.join(RENDERERS)}, not {renderer!r}")
     if not 1 <= max_nodes <= DRAW_LIMIT:
