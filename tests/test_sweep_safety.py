@@ -31,6 +31,8 @@ from microgpt.sweep import plan, record
 # A run that is still training a few seconds after it starts.
 LONG = 400 if PURE_REQUESTED else 8000
 needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds processes in /proc")
+# Runs long enough (a few seconds) for a kill or a look at /proc to find them mid-way.
+CHAOS_STEPS = 100 if PURE_REQUESTED else 1500
 
 
 def results(folder: Path) -> list[dict[str, str]]:
@@ -471,8 +473,6 @@ def test_checkpoints_are_read_with_the_sweeps_limits(data: Path, tmp_path: Path)
 
 
 # --- killed at random moments ------------------------------------------------------------
-
-CHAOS_STEPS = 100 if PURE_REQUESTED else 1500
 
 
 def kill_once_a_run_trains(sweep: subprocess.Popen[str], out: Path) -> int:
