@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from microgpt import checkpoint
 from microgpt.errors import UsageError
 from microgpt.limits import Limits
 from microgpt.settings import flag_of
-from microgpt.sweep import plan, record
+from microgpt.sweep import folder, plan, record
 
 # A run that is still training a few seconds after it starts.
 LONG = 400 if PURE_REQUESTED else 8000
@@ -539,3 +540,16 @@ def test_a_run_record_reads_back_and_a_foreign_one_is_refused(tmp_path: Path) ->
         (tmp_path / "run.json").write_text(text, encoding="utf-8")
         with pytest.raises(UsageError, match="not a sweep's run record"):
             record.read(tmp_path)
+
+
+def test_a_python_caller_reads_settings_and_the_command_line_flags(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("mine", encoding="utf-8")
+    with ExitStack() as stack, pytest.raises(UsageError) as info:
+        folder.claim(str(not_a_folder), {"lr": ["0.01"]}, [], stack)
+    assert str(info.value).startswith("sweep folder ") and "--" not in str(info.value)
+    assert info.value.worded(flag_of).startswith("--out ")
+    with pytest.raises(UsageError) as info:
+        plan.check_distinct("lr", ["0.01", "0.01"])
+    assert str(info.value) == "grid lr: the value 0.01 is listed twice"
+    assert info.value.worded(flag_of) == "--grid lr: the value 0.01 is listed twice"

@@ -31,6 +31,7 @@ from microgpt.sweep import record
 from microgpt.sweep.plan import Grid, RunSpec, public, public_flags
 
 OUT = Name("out", "sweep folder")  # the setting that names a sweep's folder
+GRID = Name("grid")
 
 MARKER = "sweep.json"
 FORMAT = "microgpt-sweep"
@@ -54,9 +55,9 @@ def claim(out: str, grid: Grid, fixed: list[str], stack: ExitStack) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise UsageError(f"--out {show(out)} is a file; give a folder for the sweep") from None
+        raise UsageError(OUT, f" {show(out)} is a file; give a folder for the sweep") from None
     except OSError as exc:
-        raise UsageError(f"--out {show(out)}: cannot make the folder: {exc.strerror}") from None
+        raise UsageError(OUT, f" {show(out)}: cannot make the folder: {exc.strerror}") from None
     stack.callback(OutputLock(folder / MARKER, OUT, out).acquire().release)
     grid = {key: [public(value) for value in values] for key, values in grid.items()}
     fixed = public_flags(fixed)
@@ -65,21 +66,28 @@ def claim(out: str, grid: Grid, fixed: list[str], stack: ExitStack) -> Path:
     if saved is None:
         if any(not OWN_HIDDEN.fullmatch(entry.name) for entry in os.scandir(folder)):
             raise UsageError(
-                f"--out {show(out)} is not empty and holds no sweep ({MARKER}); "
-                f"give a new or empty folder"
+                OUT,
+                f" {show(out)} is not empty and holds no sweep ({MARKER}); "
+                "give a new or empty folder",
             )
         _write_json(folder / MARKER, marker)
     elif json.dumps(saved.get("grid")) != json.dumps(grid):  # the keys' order names the runs
         raise UsageError(
-            f"--out {show(out)} holds a sweep of another grid ({_grid_text(saved.get('grid'))}); "
-            f"give the same --grid to continue it, or another --out"
+            OUT,
+            f" {show(out)} holds a sweep of another grid ({_grid_text(saved.get('grid'))}); "
+            "give the same ",
+            GRID,
+            " to continue it, or another ",
+            OUT,
         )
     elif saved.get("train_flags") != fixed:
         flags = saved.get("train_flags")
         raise UsageError(
-            f"--out {show(out)} holds a sweep started with other train flags "
+            OUT,
+            f" {show(out)} holds a sweep started with other train flags "
             f"({' '.join(flags) if isinstance(flags, list) else flags}); give the flags it "
-            f"was started with to continue it, or another --out"
+            "was started with to continue it, or another ",
+            OUT,
         )
     for name in (RESULTS, PLOT):
         regular_or_missing(folder / name)
@@ -97,7 +105,7 @@ def _read_marker(path: Path, out: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         marker = None
     if not isinstance(marker, dict) or marker.get("format") != FORMAT:
-        raise UsageError(f"--out {show(out)}: {MARKER} is not a sweep's marker; give another --out")
+        raise UsageError(OUT, f" {show(out)}: {MARKER} is not a sweep's marker; give another ", OUT)
     return marker
 
 
@@ -180,8 +188,9 @@ def _run_folder(spec: RunSpec) -> None:
     elif list(saved.train_flags) != spec.public_flags:
         raise UsageError(
             f"run {spec.name} was started with other train flags "
-            f"({' '.join(saved.train_flags)}); use another --out, or the flags the sweep "
-            f"was started with"
+            f"({' '.join(saved.train_flags)}); use another ",
+            OUT,
+            ", or the flags the sweep was started with",
         )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microgpt.data import is_url
-from microgpt.errors import UsageError
+from microgpt.errors import Name, UsageError
 
 Grid = dict[str, list[str]]  # setting (as its flag, without dashes) -> value texts, in order
 DEFAULT_MAX_RUNS = 1000
@@ -63,7 +63,9 @@ def check_size(grid: Grid, max_runs: int) -> int:
         sizes = " x ".join(str(len(values)) for values in grid.values())
         raise UsageError(
             f"the grid makes {count:,} runs ({sizes}), more than the limit of {max_runs:,}; "
-            f"raise it with --max-runs to run them all"
+            "raise it with ",
+            Name("max_runs"),
+            " to run them all",
         )
     return count
 
@@ -75,7 +77,7 @@ def check_distinct(key: str, values: list[str]) -> None:
         shown = public(value)
         if shown in seen:
             same = "is listed twice" if seen[shown] == value else "differs only in a secret"
-            raise UsageError(f"--grid {key}: the value {shown} {same}")
+            raise UsageError(Name("grid"), f" {key}: the value {shown} {same}")
         seen[shown] = value
 
 

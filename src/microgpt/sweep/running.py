@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.console import Console
-from microgpt.errors import UsageError
+from microgpt.errors import Name, UsageError
 from microgpt.limits import Limits
 from microgpt.runlog import MEAN_WINDOW
 from microgpt.status import EXIT_FAILED, StopSignals, signal_status, stream_status
@@ -30,6 +30,7 @@ from microgpt.sweep.plan import RunSpec
 from microgpt.sweep.process import POLL_SECONDS, Attempt, train_process
 
 DASK_HINT = 'pip install "microgpt-exact[dask]"'
+DASK = Name("dask", "Dask scheduler")  # the setting that names the cluster
 
 
 class Sweep:
@@ -163,12 +164,12 @@ def dask_client(address: str | None) -> Iterator[Any]:
         distributed: Any = importlib.import_module("distributed")
     except ImportError:
         raise UsageError(
-            f"--dask needs the Dask extra, which is not installed: {DASK_HINT}"
+            DASK, f" needs the Dask extra, which is not installed: {DASK_HINT}"
         ) from None
     try:
         client = distributed.Client(address, timeout="10s")
     except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
+        raise UsageError(DASK, f" {address}: cannot reach the scheduler ({exc})") from None
     try:
         yield client
     finally:
