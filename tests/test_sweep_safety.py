@@ -27,7 +27,8 @@ from microgpt import checkpoint
 from microgpt.errors import UsageError
 from microgpt.limits import Limits
 from microgpt.settings import flag_of
-from microgpt.sweep import folder, plan, record
+from microgpt.sweep import folder as sweep_folder
+from microgpt.sweep import plan, record
 
 # A run that is still training a few seconds after it starts.
 LONG = 400 if PURE_REQUESTED else 8000
@@ -546,7 +547,7 @@ def test_a_python_caller_reads_settings_and_the_command_line_flags(tmp_path: Pat
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("mine", encoding="utf-8")
     with ExitStack() as stack, pytest.raises(UsageError) as info:
-        folder.claim(str(not_a_folder), {"lr": ["0.01"]}, [], stack)
+        sweep_folder.claim(str(not_a_folder), {"lr": ["0.01"]}, [], stack)
     assert str(info.value).startswith("sweep folder ") and "--" not in str(info.value)
     assert info.value.worded(flag_of).startswith("--out ")
     with pytest.raises(UsageError) as info:
