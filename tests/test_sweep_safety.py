@@ -554,3 +554,15 @@ def test_a_python_caller_reads_settings_and_the_command_line_flags(tmp_path: Pat
         plan.check_distinct("lr", ["0.01", "0.01"])
     assert str(info.value) == "grid lr: the value 0.01 is listed twice"
     assert info.value.worded(flag_of) == "--grid lr: the value 0.01 is listed twice"
+
+
+def test_a_run_whose_sweep_died_before_handing_over_its_flags_ends_in_one_line(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, "-m", "microgpt.sweep.child", str(os.getpid()), tmp_path / ".stop"]
+    for given in ["", "not json", '["--steps", 1]']:
+        ended = subprocess.run(command, input=given, capture_output=True, text=True, timeout=60)
+        assert ended.returncode == 2 and ended.stdout == ""
+        assert ended.stderr == (
+            "microgpt sweep run: no train arguments on standard input (a JSON list of strings)\n"
+        )

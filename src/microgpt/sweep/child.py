@@ -32,21 +32,30 @@ import time
 from pathlib import Path
 
 from microgpt import cli
+from microgpt.status import EXIT_USAGE
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 WATCH_SECONDS = 0.2
 
 
 def main(argv: list[str]) -> int:
-    train_args = read_train_args(sys.stdin.read())
+    try:
+        train_args = read_train_args(sys.stdin.read())
+    except ValueError as exc:  # e.g. its sweep died before handing them over
+        print(f"microgpt sweep run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     follow(int(argv[0]), Path(argv[1]))
     return cli.main(["train", *train_args])
 
 
 def read_train_args(text: str) -> list[str]:
-    args = json.loads(text)
+    """The train arguments a sweep hands its run: a JSON list of strings."""
+    try:
+        args = json.loads(text)
+    except ValueError:
+        args = None
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise ValueError("a sweep's run expects its train arguments as a JSON list of strings")
+        raise ValueError("no train arguments on standard input (a JSON list of strings)")
     return args
 
 
