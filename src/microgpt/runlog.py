@@ -12,9 +12,9 @@ by `LossLog` and read by `read_log`. One JSON object per line:
 what produced the run, so that runs can be compared by the settings that
 differ between them; a log without one (an older one) is still read. A
 resumed run whose header differs (an extended run's `steps`, another engine)
-appends its own: the last header describes the steps after it, and the run. Lines of
-other shapes are skipped (a later version may add records), and so is a last
-line cut short by a killed process.
+appends its own: the last header describes the steps after it, and the run.
+Lines of other shapes are skipped (a later version may add records), and so
+is a last line cut short by a killed process.
 
 A log is only written where `files.check_output` allows, and an existing file
 is replaced or continued only if it is a microgpt log: its first line is a

@@ -83,7 +83,7 @@ def _hand_over(process: subprocess.Popen[bytes], train_args: list[str]) -> None:
     try:
         with process.stdin:
             process.stdin.write(json.dumps(train_args).encode("utf-8"))
-    except BrokenPipeError:
+    except OSError:  # a broken pipe (EINVAL on Windows)
         pass  # the run ended before it read them: its status says how
 
 
