@@ -1,5 +1,5 @@
-"""The command line's parser: argparse, with each usage error blamed on the
-command it belongs to, so that it points to the right --help."""
+"""The command line's parser: argparse, with each usage error one line,
+blamed on the command it belongs to, so that it points to the right --help."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from microgpt.errors import one_line
 from microgpt.status import EXIT_USAGE
 
 
-class CommandParser(argparse.ArgumentParser):
-    """A parser whose unknown flags are reported by the (sub)command they
-    were given to: `microgpt sample CKPT --bogus` points to
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2) that
+    points to the command's own --help; an unknown flag is reported by the
+    (sub)command it was given to: `microgpt sample CKPT --bogus` points to
     `microgpt sample --help`, not to `microgpt --help`."""
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
@@ -27,11 +28,6 @@ class CommandParser(argparse.ArgumentParser):
         if extras:
             command.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
-
-
-class Parser(CommandParser):
-    """argparse, but a usage error is one line (and exit status 2) that
-    points to the command's own --help."""
 
     def error(self, message: str) -> NoReturn:
         line = one_line(f"{self.prog}: error: {message} (see {self.prog} --help)")
