@@ -72,6 +72,12 @@ def test_eval_refusals_are_one_line(text_ckpt: tuple[Path, str], tmp_path: Path)
         microgpt_cli("eval", path, "--data", foreign),
         "foreign.txt: line 2, character 11: '7' is not in the model's vocabulary",
     )
+    names = tmp_path / "names.txt"
+    names.write_text("The\n\nferry 7\n", encoding="utf-8")  # the blank line is no document
+    assert_one_line_error(
+        microgpt_cli("eval", path, "--data", names, "--data-mode", "lines"),
+        "names.txt: document 2 ('ferry 7'), character 7: '7' is not in the model's vocabulary",
+    )
     assert_one_line_error(
         microgpt_cli("eval", path, "--data-mode", "lines"),
         "--data-mode lines: the run's validation split is read in the run's mode (text)",

@@ -76,7 +76,8 @@ def check_vocabulary(docs: list[str], tokenizer: Tokenizer, data: str, data_mode
             line = doc.count("\n", 0, index) + 1
             where = f"line {line}, character {index - (doc.rfind(chr(10), 0, index) + 1) + 1}"
         else:
-            where = f"document {number}, character {index + 1}"
+            # blank lines are no documents: the document itself says which it is
+            where = f"document {number} ({st.shorten(doc, 40)!r}), character {index + 1}"
         raise UsageError(
             f"{data}: {where}: {doc[index]!r} is not in the model's vocabulary "
             f"({st.shorten(tokenizer.chars)!r}); the model cannot predict it"
